@@ -1,0 +1,157 @@
+"""Parameter constraints as plain, hashable data, each a bijection from the real line.
+
+A constraint maps an unconstrained array ``z`` (what the optimiser moves) to the user's
+parameter ``theta`` and back. Constraints are frozen dataclasses compared by value, so
+``interval(0, 1)`` built twice selects the same compiled function.
+
+| constraint          | support                  | map z -> theta                      |
+|---------------------|--------------------------|-------------------------------------|
+| ``real``            | all reals                | identity                            |
+| ``positive``        | theta > 0                | exp(z)                              |
+| ``unit_interval``   | 0 < theta < 1            | logistic(z)                         |
+| ``interval(lo, hi)``| lo < theta < hi          | lo + (hi - lo) logistic(z)          |
+| ``simplex``         | theta > 0, sums to 1 over the last axis (m entries, m - 1 free) | softmax([z, 0]) (additive log-ratio) |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """Base class: the identity map on the real line (``jm.real``)."""
+
+    name = "real"
+
+    def free_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape of the unconstrained array for a parameter of ``shape``."""
+        return shape
+
+    def to_constrained(self, z: jax.Array) -> jax.Array:
+        return z
+
+    def to_unconstrained(self, theta: jax.Array) -> jax.Array:
+        return theta
+
+    def violation(self, theta: np.ndarray) -> str | None:
+        """Why host array ``theta`` lies outside the support, or None if it lies inside."""
+        if not np.all(np.isfinite(theta)):
+            return "values must be finite"
+        return None
+
+    def __repr__(self) -> str:
+        return f"jm.{self.name}"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Positive(Constraint):
+    name = "positive"
+
+    def to_constrained(self, z):
+        return jnp.exp(z)
+
+    def to_unconstrained(self, theta):
+        return jnp.log(theta)
+
+    def violation(self, theta):
+        return super().violation(theta) or (
+            None if np.all(theta > 0) else "values must be > 0")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Interval(Constraint):
+    """The open interval ``(lo, hi)``; ``unit_interval`` is ``Interval(0, 1)``."""
+
+    lo: float = 0.0
+    hi: float = 1.0
+
+    def __post_init__(self):
+        lo, hi = float(self.lo), float(self.hi)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"interval(lo, hi) needs finite lo < hi, got lo={self.lo!r}, hi={self.hi!r}")
+        object.__setattr__(self, "lo", lo)
+        object.__setattr__(self, "hi", hi)
+
+    @property
+    def name(self):
+        return "unit_interval" if (self.lo, self.hi) == (0.0, 1.0) else f"interval({self.lo:g}, {self.hi:g})"
+
+    def to_constrained(self, z):
+        return self.lo + (self.hi - self.lo) * jax.nn.sigmoid(z)
+
+    def to_unconstrained(self, theta):
+        u = (theta - self.lo) / (self.hi - self.lo)
+        return jnp.log(u) - jnp.log1p(-u)
+
+    def violation(self, theta):
+        return super().violation(theta) or (
+            None if np.all((theta > self.lo) & (theta < self.hi))
+            else f"values must lie strictly inside ({self.lo:g}, {self.hi:g})")
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Simplex(Constraint):
+    """Probability vectors along the last axis, by the additive log-ratio map."""
+
+    name = "simplex"
+
+    def free_shape(self, shape):
+        return (*shape[:-1], shape[-1] - 1)
+
+    def to_constrained(self, z):
+        zero = jnp.zeros((*z.shape[:-1], 1), z.dtype)
+        return jax.nn.softmax(jnp.concatenate([z, zero], axis=-1), axis=-1)
+
+    def to_unconstrained(self, theta):
+        log_theta = jnp.log(theta)
+        return log_theta[..., :-1] - log_theta[..., -1:]
+
+    def violation(self, theta):
+        if theta.ndim == 0 or theta.shape[-1] < 2:
+            return f"a simplex needs at least 2 entries along its last axis, got shape {theta.shape}"
+        problem = super().violation(theta)
+        if problem:
+            return problem
+        if not np.all(theta > 0):
+            return "simplex entries must be > 0 (a zero start is on the boundary)"
+        sums = theta.sum(axis=-1)
+        if not np.allclose(sums, 1.0, rtol=0.0, atol=1e-6):
+            return f"simplex entries must sum to 1 along the last axis, got sums {np.unique(sums)}"
+        return None
+
+
+real = Constraint()
+positive = Positive()
+unit_interval = Interval(0.0, 1.0)
+simplex = Simplex()
+
+
+def interval(lo: float, hi: float) -> Interval:
+    """The open interval ``(lo, hi)``, e.g. ``jm.interval(-1, 1)`` for a correlation.
+
+    Example:
+        >>> import jaxmle as jm
+        >>> jm.interval(-1, 1) == jm.interval(-1.0, 1.0)
+        True
+    """
+    return Interval(lo, hi)
+
+
+BY_NAME = {"real": real, "positive": positive, "unit_interval": unit_interval, "simplex": simplex}
+
+
+def as_constraint(spec) -> Constraint:
+    """Accepts a constraint object or one of the names in ``BY_NAME``; raises otherwise."""
+    if isinstance(spec, Constraint):
+        return spec
+    if isinstance(spec, str) and spec in BY_NAME:
+        return BY_NAME[spec]
+    raise ValueError(
+        f"unknown constraint {spec!r}; use one of jm.real, jm.positive, jm.unit_interval, "
+        f"jm.simplex, jm.interval(lo, hi) (or the names {sorted(BY_NAME)})")

@@ -1,0 +1,137 @@
+"""``Fit``: the immutable, typed result of ``jm.fit`` / ``jm.fit_batch`` (a JAX pytree).
+
+A batched fit is the same type with a leading batch axis ``B`` on every array field;
+``fit[i]`` is one dataset's ``Fit`` and ``len(fit) == B``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmle._status import Status
+
+
+@dataclasses.dataclass(frozen=True)
+class Fit:
+    """Result of a maximum-likelihood (or MAP) fit.
+
+    Attributes:
+        params: estimate, a pytree shaped like ``init`` (user's constrained coordinates).
+        se: standard errors, same pytree; NaN when the information is singular.
+        cov: ``(k, k)`` covariance in the order of ``jax.flatten_util.ravel_pytree(params)``
+            (k counts every constrained entry; a simplex of m entries adds m rows).
+        loglik: log-likelihood at the estimate (without the log-prior).
+        status: ``Status`` code (int32) saying why the fit stopped.
+        n_iter: iterations used.
+        grad_norm: max-norm of the objective's gradient in unconstrained coordinates.
+        n_obs: number of (weighted, unmasked) observations; None for a scalar log-density.
+        n_params: number of free parameters (a simplex of m entries has m - 1).
+        names: a label for each entry of the flattened parameters (from the pytree paths).
+        method: the solver's name.
+        cov_kind: ``"observed"``, ``"opg"`` or ``"robust"``.
+    """
+
+    params: Any
+    se: Any
+    cov: jax.Array
+    loglik: jax.Array
+    status: jax.Array
+    n_iter: jax.Array
+    grad_norm: jax.Array
+    n_obs: jax.Array | None
+    n_params: int
+    names: tuple[str, ...]
+    method: str
+    cov_kind: str
+
+    # ----- derived values -------------------------------------------------------------
+    @property
+    def converged(self) -> jax.Array:
+        """True where the stopping test passed with finite values and the fit is certified."""
+        return self.status == Status.CONVERGED
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return tuple(np.shape(self.status))
+
+    @property
+    def aic(self):
+        """Akaike information criterion ``2k - 2 loglik``."""
+        return 2.0 * self.n_params - 2.0 * self.loglik
+
+    @property
+    def bic(self):
+        """Bayesian information criterion ``k log(n) - 2 loglik`` (NaN when n is unknown)."""
+        if self.n_obs is None:
+            return self.loglik * np.nan
+        log = np.log if isinstance(self.n_obs, (np.ndarray, np.generic)) else jnp.log
+        return self.n_params * log(self.n_obs) - 2.0 * self.loglik
+
+    def conf_int(self, level: float = 0.95):
+        """Wald interval ``estimate -/+ z se`` with ``z = Phi^-1((1 + level) / 2)``.
+
+        Returns:
+            ``(lower, upper)``, two pytrees shaped like ``params``.
+        """
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
+        z = statistics.NormalDist().inv_cdf(0.5 + 0.5 * level)
+        lower = jax.tree_util.tree_map(lambda p, s: p - z * s, self.params, self.se)
+        upper = jax.tree_util.tree_map(lambda p, s: p + z * s, self.params, self.se)
+        return lower, upper
+
+    # ----- batches --------------------------------------------------------------------
+    def __len__(self) -> int:
+        if not self.batch_shape:
+            raise TypeError("len() of a single Fit; only a batched fit (from fit_batch) has a length")
+        return self.batch_shape[0]
+
+    def __getitem__(self, index) -> Fit:
+        if not self.batch_shape:
+            raise TypeError("indexing a single Fit; only a batched fit (from fit_batch) can be indexed")
+        return jax.tree_util.tree_map(lambda leaf: leaf[index], self)
+
+    # ----- text -----------------------------------------------------------------------
+    def __repr__(self) -> str:
+        if self.batch_shape:
+            converged = np.asarray(self.converged)
+            return (f"Fit(batch of {converged.size}, method={self.method!r}, "
+                    f"converged {converged.sum()}/{converged.size})")
+        values = ", ".join(f"{name}={value:.6g}" for name, value in
+                           zip(self.names, _flat(self.params)))
+        return (f"Fit({values}, loglik={float(self.loglik):.6g}, "
+                f"status={Status(int(self.status)).name}, method={self.method!r})")
+
+    def summary(self, level: float = 0.95) -> str:
+        """A text table: name, estimate, se, z, p, Wald interval; then fit statistics.
+
+        For a batched fit: converged fraction, status counts, and the spread of each
+        estimate across datasets.
+        """
+        from jaxmle import _summary
+        return _summary.batch_summary(self) if self.batch_shape else _summary.summary(self, level)
+
+
+def _flat(tree) -> np.ndarray:
+    """Host copy of a (single) parameter pytree, flattened in ``ravel_pytree`` order."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in leaves]) if leaves else np.zeros(0)
+
+
+def flat_batch(tree, batch: int) -> np.ndarray:
+    """Host copy of a batched parameter pytree as a ``(batch, n_flat)`` array."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return np.concatenate([np.asarray(leaf).reshape(batch, -1) for leaf in leaves], axis=1)
+
+
+jax.tree_util.register_dataclass(
+    Fit,
+    data_fields=["params", "se", "cov", "loglik", "status", "n_iter", "grad_norm", "n_obs"],
+    meta_fields=["n_params", "names", "method", "cov_kind"])
+

@@ -1,0 +1,81 @@
+"""The observed information at the estimate: certification, covariances, standard errors.
+
+At the final iterate the exact Hessian ``A`` of the loss (the observed information of the
+maximised objective, in unconstrained coordinates) is factorised once by Cholesky. It
+decides the final status and gives every covariance:
+
+* ``A`` must be positive definite and not numerically singular: the smallest eigenvalue of
+  its correlation form ``D^-1/2 A D^-1/2`` (D = diag A) must exceed ``100 k eps``.
+  Otherwise the status is SINGULAR_HESSIAN and ``cov``/``se`` are NaN.
+* The exact Newton step ``A^-1 g`` from the estimate must be below ``xtol`` relative to
+  ``max(|z|, 1)``; a vanishing gradient with a large Newton step means the likelihood is
+  still rising along a flat direction (status BOUNDARY).
+
+Covariances in ``z`` (Newey & McFadden 1994, section 4; White 1982 for the sandwich):
+``observed = A^-1``, ``opg = B^-1`` with ``B = sum_i w_i s_i s_i'`` over per-observation
+scores, ``robust = A^-1 B A^-1``. They are mapped to the user's coordinates by the delta
+method, ``cov = J cov_z J'`` with ``J = d theta / d z`` (exact at a stationary point).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmle._objective import Likelihood, Objective
+from jaxmle._parameters import ParameterSpace
+from jaxmle._status import Status
+
+COVARIANCES = ("observed", "opg", "robust")
+
+
+class Assessment(NamedTuple):
+    status: jax.Array
+    cov: jax.Array  # (n_flat, n_flat), user coordinates
+    loglik: jax.Array
+    grad_norm: jax.Array
+
+
+def _spd_inverse(matrix: jax.Array):
+    """Inverse of a symmetric positive definite matrix by Cholesky, and whether it is one."""
+    k = matrix.shape[0]
+    eps = jnp.finfo(matrix.dtype).eps
+    d = jnp.sqrt(jnp.abs(jnp.diag(matrix)))
+    d = jnp.where(d > 0, d, 1.0)
+    correlation = matrix / jnp.outer(d, d)
+    factor = jnp.linalg.cholesky(correlation)
+    smallest = jnp.min(jnp.linalg.eigvalsh(correlation))
+    ok = (jnp.all(jnp.isfinite(factor)) & (smallest > 100 * k * eps)
+          & jnp.all(jnp.diag(matrix) > 0))
+    safe = jnp.where(ok, factor, jnp.eye(k, dtype=matrix.dtype))
+    inverse = jax.scipy.linalg.cho_solve((safe, True), jnp.eye(k, dtype=matrix.dtype))
+    return inverse / jnp.outer(d, d), ok
+
+
+def assess(objective: Objective, lik: Likelihood, space: ParameterSpace, z: jax.Array,
+           loop_status: jax.Array, *, cov_kind: str, xtol: float) -> Assessment:
+    """Final status, covariance (user coordinates), log-likelihood and gradient norm at ``z``."""
+    _, g, information = objective.value_grad_hessian(z)
+    inverse, info_ok = _spd_inverse(information)
+    newton_step = inverse @ g
+    step_ok = jnp.max(jnp.abs(newton_step) / jnp.maximum(jnp.abs(z), 1.0)) <= xtol
+    status = jnp.where(loop_status != Status.CONVERGED, loop_status,
+                       jnp.where(~info_ok, Status.SINGULAR_HESSIAN,
+                                 jnp.where(step_ok, Status.CONVERGED, Status.BOUNDARY)))
+
+    if cov_kind == "observed":
+        cov_z, cov_ok = inverse, info_ok
+    else:
+        scores = lik.scores(z)
+        outer = scores.T @ (lik.weights.astype(z.dtype)[:, None] * scores)
+        outer_inverse, outer_ok = _spd_inverse(outer)
+        if cov_kind == "opg":
+            cov_z, cov_ok = outer_inverse, outer_ok
+        else:
+            cov_z, cov_ok = inverse @ outer @ inverse, info_ok
+    jacobian = jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
+    cov = jacobian @ cov_z @ jacobian.T
+    cov = jnp.where(cov_ok & jnp.all(jnp.isfinite(cov)), 0.5 * (cov + cov.T), jnp.nan)
+    return Assessment(status.astype(jnp.int32), cov, lik.loglik(z), jnp.max(jnp.abs(g)))

@@ -1,0 +1,78 @@
+"""The one loop driver: ``lax.while_loop``, the stopping test, non-finite checks, the cap.
+
+Solvers are pairs of pure functions over NamedTuple state (``init(objective, z0)`` and
+``step(objective, state) -> (state, stalled)``); every state has fields ``z``, ``f`` (loss)
+and ``g`` (its gradient). No solver has a loop of its own over iterations.
+
+Stopping rule (Dennis & Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983,
+section 7.2, the relative gradient): stop when
+
+    max_i |g_i| * max(|z_i|, 1) / max(|f|, 1) <= gtol,
+
+a test invariant to the scale of the loss, so the same ``gtol`` serves the summed
+log-likelihood (Newton, BFGS, L-BFGS) and the per-observation mean (optax methods). The
+estimate is then certified with the exact Hessian (see ``_information``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmle._status import RUNNING, Status
+
+
+class LoopState(NamedTuple):
+    solver_state: Any
+    n_iter: jax.Array
+    status: jax.Array
+
+
+def relative_gradient(z: jax.Array, f: jax.Array, g: jax.Array) -> jax.Array:
+    """Dennis-Schnabel relative gradient ``max_i |g_i| max(|z_i|,1) / max(|f|,1)``."""
+    return jnp.max(jnp.abs(g) * jnp.maximum(jnp.abs(z), 1.0)) / jnp.maximum(jnp.abs(f), 1.0)
+
+
+def _finite(state) -> jax.Array:
+    return jnp.isfinite(state.f) & jnp.all(jnp.isfinite(state.g)) & jnp.all(jnp.isfinite(state.z))
+
+
+def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
+            blocked: jax.Array | int = RUNNING) -> LoopState:
+    """Runs ``solver`` from ``z0`` until the stopping test, a failure or ``max_iter`` steps.
+
+    ``blocked``: a status code other than RUNNING skips the iterations (bad data found
+    before the solve), so such a dataset never holds up the others in its batch.
+
+    Returns:
+        The final ``LoopState``; its ``solver_state`` holds the last finite iterate and
+        ``status`` is a ``Status`` code (never RUNNING).
+    """
+    state0 = solver.init(objective, z0)
+    ok0 = _finite(state0)
+    converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol)
+    status0 = jnp.where(blocked != RUNNING, blocked,
+              jnp.where(~ok0, Status.NONFINITE_START,
+                        jnp.where(converged0, Status.CONVERGED,
+                                  jnp.where(max_iter <= 0, Status.MAX_ITER, RUNNING))))
+
+    def keep_going(loop: LoopState) -> jax.Array:
+        return loop.status == RUNNING
+
+    def one_step(loop: LoopState) -> LoopState:
+        new, stalled = solver.step(objective, loop.solver_state)
+        finite = _finite(new)
+        # Keep the last finite iterate: a non-finite step ends the fit, it never becomes the estimate.
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, loop.solver_state)
+        n_iter = loop.n_iter + 1
+        converged = relative_gradient(new.z, new.f, new.g) <= gtol
+        status = jnp.select(
+            [~finite, converged, stalled, n_iter >= max_iter],
+            [Status.NONFINITE, Status.CONVERGED, Status.STALLED, Status.MAX_ITER],
+            RUNNING)
+        return LoopState(new, n_iter, status.astype(loop.status.dtype))
+
+    start = LoopState(state0, jnp.zeros((), jnp.int32), status0.astype(jnp.int32))
+    return jax.lax.while_loop(keep_going, one_step, start)

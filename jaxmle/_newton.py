@@ -1,0 +1,97 @@
+"""Newton's method with the exact Hessian, globalised by Levenberg-Marquardt damping.
+
+Each iteration solves ``(H + lambda D) p = -g`` with ``D`` Moré's scaling (the running
+maximum of ``|diag H|``, so the method is invariant to the units of each parameter). The
+system is solved through the eigendecomposition of the scaled Hessian
+``C = D^-1/2 H D^-1/2`` (k x k, cheap): when ``H`` is indefinite, ``lambda`` is raised at
+once to 1.5 times the most negative eigenvalue of ``C`` (plus a small margin), so the step is
+always a descent direction and no iteration is spent discovering indefiniteness.
+
+Loss, gradient and Hessian at ``z + p`` come from one fused forward-mode pass; the step is
+accepted when the ratio ``rho`` of actual to predicted decrease is at least 1e-4, as in a
+trust-region method. ``lambda`` starts at 0 (a pure Newton step). After an accepted step it
+shrinks by Nielsen's factor ``max(1/3, 1 - (2 rho - 1)^3)``, or by 10 when ``rho > 0.75``
+(the quadratic model is good: return to pure Newton quickly); after a rejected step
+(poor ratio or non-finite trial) it grows by a factor that doubles each time. Every
+iteration costs the same under ``vmap``: no nested line-search loop.
+
+Near the optimum the predicted decrease falls to the rounding level of the loss; there a
+step is also accepted when the loss does not rise beyond that level and the gradient norm
+falls, so the method reaches the stopping test instead of stalling on noise.
+
+References:
+    Nocedal & Wright, *Numerical Optimization* (2006), ch. 4 (trust regions, ratio eq. 4.4),
+    section 3.4 (Hessian modification) and section 10.3 (Levenberg-Marquardt);
+    J. J. Moré, "The Levenberg-Marquardt algorithm: implementation and theory" (1978);
+    H. B. Nielsen, "Damping parameter in Marquardt's method", IMM-REP-1999-05.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class NewtonState(NamedTuple):
+    z: jax.Array
+    f: jax.Array
+    g: jax.Array
+    hessian: jax.Array
+    damping: jax.Array
+    growth: jax.Array
+    scale: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Newton:
+    """Damped Newton; ``first_damping`` is lambda after the first rejected pure step."""
+
+    first_damping: float = 1e-3
+    name = "newton"
+
+    def init(self, objective, z):
+        f, g, h = objective.value_grad_hessian(z)
+        zero = jnp.zeros((), z.dtype)
+        return NewtonState(z, f, g, h, zero, zero + 2.0, jnp.abs(jnp.diag(h)))
+
+    def step(self, objective, state: NewtonState):
+        eps = jnp.finfo(state.z.dtype).eps
+        root_scale = jnp.sqrt(jnp.maximum(state.scale, jnp.maximum(1e-8 * jnp.max(state.scale), eps)))
+        eigenvalues, vectors = jnp.linalg.eigh(state.hessian / jnp.outer(root_scale, root_scale))
+        smallest, largest = eigenvalues[0], jnp.max(jnp.abs(eigenvalues))
+        indefinite_shift = jnp.where(smallest <= 0, 1.5 * -smallest + 1e-3 * largest, 0.0)
+        shift = jnp.maximum(state.damping, indefinite_shift)
+        scaled_g = state.g / root_scale
+        p = -(vectors @ ((vectors.T @ scaled_g) / (eigenvalues + shift))) / root_scale
+        direction_ok = jnp.all(jnp.isfinite(p))
+        p = jnp.where(direction_ok, p, 0.0)
+
+        z_try = state.z + p
+        f_try, g_try, h_try = objective.value_grad_hessian(z_try)
+        trial_finite = (jnp.isfinite(f_try) & jnp.all(jnp.isfinite(g_try))
+                        & jnp.all(jnp.isfinite(h_try)))
+        predicted = -(state.g @ p + 0.5 * p @ state.hessian @ p)
+        actual = state.f - f_try
+        rho = jnp.where(predicted > 0, actual / jnp.where(predicted > 0, predicted, 1.0), -jnp.inf)
+        noise = 64 * eps * (1.0 + jnp.abs(state.f))
+        at_noise_floor = ((predicted <= noise) & (actual >= -noise)
+                          & (jnp.linalg.norm(g_try) < jnp.linalg.norm(state.g)))
+        accept = direction_ok & trial_finite & ((rho >= 1e-4) | at_noise_floor)
+
+        rho_c = jnp.clip(jnp.where(jnp.isfinite(rho), rho, 0.0), 0.0, 1.0)
+        shrunk = shift * jnp.where(rho_c > 0.75, 0.1,
+                                   jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho_c - 1.0) ** 3))
+        grown = jnp.where(shift == 0, self.first_damping, shift * state.growth)
+        damping = jnp.where(accept, jnp.where(shrunk < 1e-10, 0.0, shrunk), grown)
+        growth = jnp.where(accept, 2.0, 2.0 * state.growth)
+        stalled = ~accept & (damping > 1.0 / eps)
+
+        pick = lambda new, old: jnp.where(accept, new, old)
+        new_state = NewtonState(
+            z=pick(z_try, state.z), f=pick(f_try, state.f), g=pick(g_try, state.g),
+            hessian=pick(h_try, state.hessian), damping=damping, growth=growth,
+            scale=pick(jnp.maximum(state.scale, jnp.abs(jnp.diag(h_try))), state.scale))
+        return new_state, stalled

@@ -1,0 +1,127 @@
+"""The one place where the user's log-likelihood becomes a loss on a flat vector.
+
+Solvers minimise ``loss(z) = -scale * (sum_i w_i l_i(theta(z)) + log_prior(theta(z)))`` over
+the unconstrained vector ``z`` (sign flip and reparameterisation happen here only).
+
+Derivatives are forward mode (``jacfwd`` and forward-over-forward Hessians): the parameter
+count k is small and, under ``vmap`` on CPU, forward-mode passes over the data are several
+times faster than reverse-mode ones (see ``benchmarks/RESULTS.md``).
+
+Padding and zero weights: an observation is *active* when its mask entry is True and its
+weight is > 0. Inactive observations contribute exactly 0 to the value and to every
+derivative, even when their padding value lies outside the support: per-observation data
+leaves (those whose leading axis has length n) are first overwritten at inactive positions
+with the dataset's first active observation, so no NaN or inf is ever formed there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmle._parameters import ParameterSpace
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+    """Static description of the user's model.
+
+    Attributes:
+        log_density: ``log_density(params, data)`` -> scalar or ``(n,)`` per-observation terms.
+        log_prior: optional ``log_prior(params)`` -> scalar (MAP fit), or None.
+        n_obs_axis: ``n`` for the per-observation form, None for the scalar form.
+    """
+
+    log_density: Callable
+    log_prior: Callable | None
+    n_obs_axis: int | None
+
+    @property
+    def per_observation(self) -> bool:
+        return self.n_obs_axis is not None
+
+
+class Objective(NamedTuple):
+    """Loss functions of one dataset on the flat unconstrained vector ``z``."""
+
+    value: Callable            # z -> loss
+    value_and_grad: Callable   # z -> (loss, grad)
+    value_grad_hessian: Callable  # z -> (loss, grad, hessian)
+
+
+class Likelihood(NamedTuple):
+    """The log-likelihood pieces of one dataset, all functions of ``z``."""
+
+    loglik: Callable       # z -> sum of active weighted terms (no prior)
+    log_prior: Callable    # z -> log prior (0 without one)
+    scores: Callable | None  # z -> (n, k) per-observation scores (zero rows when inactive)
+    active: jax.Array | None  # (n,) bool, per-observation form only
+    weights: jax.Array | None  # (n,) weights (1 where none were given)
+
+
+def _safe_data(data, active: jax.Array, n: int):
+    """Per-observation leaves with inactive entries replaced by the first active one."""
+    first = jnp.argmax(active)
+
+    def replace(leaf):
+        if not hasattr(leaf, "shape") or leaf.ndim == 0 or leaf.shape[0] != n:
+            return leaf
+        keep = active.reshape((n,) + (1,) * (leaf.ndim - 1))
+        return jnp.where(keep, leaf, leaf[first])
+
+    return jax.tree_util.tree_map(replace, data)
+
+
+def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Likelihood:
+    """Builds the log-likelihood of one dataset as functions of ``z``."""
+    prior = (lambda z: jnp.zeros((), z.dtype)) if model.log_prior is None else (
+        lambda z: model.log_prior(space.to_constrained(z)))
+    if not model.per_observation:
+        return Likelihood(lambda z: model.log_density(space.to_constrained(z), data),
+                          prior, None, None, None)
+    n = model.n_obs_axis
+    active = jnp.ones((n,), bool) if mask is None else mask
+    w = jnp.ones((n,)) if weights is None else weights
+    active = active & (w > 0)
+    safe = _safe_data(data, active, n)
+
+    def terms(z):
+        values = model.log_density(space.to_constrained(z), safe)
+        return jnp.where(active, values, 0.0)
+
+    def loglik(z):
+        return jnp.sum(w.astype(z.dtype) * terms(z))
+
+    return Likelihood(loglik, prior, jax.jacfwd(terms), active, w)
+
+
+def _with_value(fn):
+    """``fn`` returning its output twice: jacfwd's auxiliary output then carries the value."""
+    def twice(z):
+        out = fn(z)
+        return out, out
+    return twice
+
+
+def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
+    """The loss ``-scale * (loglik + log_prior)`` and its forward-mode derivatives."""
+    def value(z):
+        return -scale * (lik.loglik(z) + lik.log_prior(z))
+
+    def value_and_grad(z):
+        grad, val = jax.jacfwd(_with_value(value), has_aux=True)(z)
+        return val, grad
+
+    def grad_with_value(z):
+        val, grad = value_and_grad(z)
+        return grad, (val, grad)
+
+    def value_grad_hessian(z):
+        hessian, (val, grad) = jax.jacfwd(grad_with_value, has_aux=True)(z)
+        return val, grad, 0.5 * (hessian + hessian.T)
+
+    return Objective(value, value_and_grad, value_grad_hessian)

@@ -1,0 +1,80 @@
+"""Any optax transformation as a solver for the loop driver (BFGS, L-BFGS, gradient ascent).
+
+The transformation receives the gradient of the loss (the negative log-likelihood, averaged
+over observations for plain gradient methods so that learning rates do not depend on n) and
+the extra arguments ``value``, ``grad`` and ``value_fn`` that line-search transformations use.
+When the transformation's state stores the value and gradient of the accepted point (optax's
+line searches do), they are read from there instead of being recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+class OptaxState(NamedTuple):
+    z: jax.Array
+    f: jax.Array
+    g: jax.Array
+    opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class OptaxSolver:
+    """Solver over ``transformation``.
+
+    Attributes:
+        transformation: an optax transformation (extra arguments are passed when accepted).
+        name: label shown in summaries.
+        line_search: the transformation stores the accepted point's value and gradient in its
+            state (under the names ``value`` and ``grad``) and decreases the loss monotonically,
+            so a zero step means it cannot make progress (the fit then stalls).
+    """
+
+    transformation: Any
+    name: str
+    line_search: bool
+
+    def init(self, objective, z):
+        f, g = objective.value_and_grad(z)
+        return OptaxState(z, f, g, self.transformation.init(z))
+
+    def step(self, objective, state: OptaxState):
+        updates, opt_state = self.transformation.update(
+            state.g, state.opt_state, state.z, value=state.f, grad=state.g,
+            value_fn=objective.value)
+        z = state.z + updates
+        if self.line_search:
+            f, g = optax.tree.get(opt_state, "value"), optax.tree.get(opt_state, "grad")
+            stalled = jnp.all(updates == 0)
+        else:
+            f, g = objective.value_and_grad(z)
+            stalled = jnp.zeros((), bool)
+        return OptaxState(z, f, g, opt_state), stalled
+
+
+@functools.lru_cache(maxsize=64)
+def from_method(method) -> OptaxSolver:
+    """The solver for ``"bfgs"``, ``"lbfgs"`` or a user's optax transformation.
+
+    Cached, so the same method yields the same (hash-equal) solver and compiled fit.
+    """
+    from jaxmle import _bfgs
+
+    if method == "bfgs":
+        return OptaxSolver(_bfgs.bfgs(), "bfgs", True)
+    if method == "lbfgs":
+        return OptaxSolver(optax.lbfgs(), "lbfgs", True)
+    return OptaxSolver(optax.with_extra_args_support(method), _optax_name(method), False)
+
+
+def _optax_name(transformation) -> str:
+    update = getattr(transformation, "update", None)
+    qualname = getattr(update, "__qualname__", "")
+    return "optax:" + (qualname.split(".")[0] if qualname else "transformation")

@@ -1,0 +1,46 @@
+"""Precision policy: float64 by default, float32 by explicit choice, in one place.
+
+jaxmle never flips the user's global ``jax_enable_x64`` flag. Every fit runs inside
+``jax.enable_x64(True)`` (a thread-local context) when the working precision is float64, and
+arithmetic on a finished float64 ``Fit`` (intervals, summaries) re-enters the same context,
+because outside it JAX would silently truncate float64 arrays to float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+PRECISIONS = ("float64", "float32")
+
+
+def check_precision(precision: str) -> str:
+    """Returns ``precision`` if it is one of ``PRECISIONS``, else raises ValueError."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+def dtype_of(precision: str) -> np.dtype:
+    """The numpy floating dtype of a precision name."""
+    return np.dtype(check_precision(precision))
+
+
+def scope(precision: str) -> contextlib.AbstractContextManager:
+    """Context in which JAX computes at ``precision`` (enables x64 locally for float64)."""
+    if check_precision(precision) == "float64":
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()
+
+
+def scope_like(x) -> contextlib.AbstractContextManager:
+    """The precision scope matching the floating dtype of array ``x``."""
+    return scope("float64" if np.dtype(x.dtype) == np.float64 else "float32")
+
+
+def tiny(dtype) -> float:
+    """Machine epsilon of ``dtype``: the base unit of every numerical threshold."""
+    return float(jnp.finfo(dtype).eps)
