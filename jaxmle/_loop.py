@@ -1,8 +1,11 @@
 """The one loop driver: ``lax.while_loop``, the stopping test, non-finite checks, the cap.
 
 Solvers are pairs of pure functions over NamedTuple state (``init(objective, z0)`` and
-``step(objective, state) -> (state, stalled)``); every state has fields ``z``, ``f`` (loss)
-and ``g`` (its gradient). No solver has a loop of its own over iterations.
+``step(objective, state) -> (state, stop, stationary)``); every state has fields ``z``,
+``f`` (loss) and ``g`` (its gradient). ``stationary`` is the solver's own scale-free
+optimality test at the state it stepped from (Newton's decrement; always False for
+gradient methods); ``stop`` is True when the solver can go no further (it includes
+``stationary``). No solver has a loop of its own over iterations.
 
 Stopping rule (Dennis & Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983,
 section 7.2, the relative gradient): stop when
@@ -10,8 +13,9 @@ section 7.2, the relative gradient): stop when
     max_i |g_i| * max(|z_i|, 1) / max(|f|, 1) <= gtol,
 
 a test invariant to the scale of the loss, so the same ``gtol`` serves the summed
-log-likelihood (Newton, BFGS, L-BFGS) and the per-observation mean (optax methods). The
-estimate is then certified with the exact Hessian (see ``_information``).
+log-likelihood (Newton, BFGS, L-BFGS) and the per-observation mean (optax methods); or when
+the solver reports the iterate stationary. The estimate is then certified with the exact
+Hessian (see ``_information``).
 """
 
 from __future__ import annotations
@@ -62,14 +66,16 @@ def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
         return loop.status == RUNNING
 
     def one_step(loop: LoopState) -> LoopState:
-        new, stalled = solver.step(objective, loop.solver_state)
+        new, stop, stationary = solver.step(objective, loop.solver_state)
+        # A stationary iterate is the estimate: keep it rather than the step taken from it.
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(stationary, b, a), new, loop.solver_state)
         finite = _finite(new)
         # Keep the last finite iterate: a non-finite step ends the fit, it never becomes the estimate.
         new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, loop.solver_state)
         n_iter = loop.n_iter + 1
-        converged = relative_gradient(new.z, new.f, new.g) <= gtol
+        converged = stationary | (relative_gradient(new.z, new.f, new.g) <= gtol)
         status = jnp.select(
-            [~finite, converged, stalled, n_iter >= max_iter],
+            [~finite, converged, stop, n_iter >= max_iter],
             [Status.NONFINITE, Status.CONVERGED, Status.STALLED, Status.MAX_ITER],
             RUNNING)
         return LoopState(new, n_iter, status.astype(loop.status.dtype))

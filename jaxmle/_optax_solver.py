@@ -43,12 +43,16 @@ class OptaxSolver:
 
     def init(self, objective, z):
         f, g = objective.value_and_grad(z)
-        return OptaxState(z, f, g, self.transformation.init(z))
+        with jax.numpy_dtype_promotion("standard"):
+            return OptaxState(z, f, g, self.transformation.init(z))
 
     def step(self, objective, state: OptaxState):
-        updates, opt_state = self.transformation.update(
-            state.g, state.opt_state, state.z, value=state.f, grad=state.g,
-            value_fn=objective.value)
+        # optax's internals mix int32/int64 counters; trace them under standard promotion
+        # so users who run JAX with strict promotion can still use every method.
+        with jax.numpy_dtype_promotion("standard"):
+            updates, opt_state = self.transformation.update(
+                state.g, state.opt_state, state.z, value=state.f, grad=state.g,
+                value_fn=objective.value)
         z = state.z + updates
         if self.line_search:
             f, g = optax.tree.get(opt_state, "value"), optax.tree.get(opt_state, "grad")
@@ -56,7 +60,7 @@ class OptaxSolver:
         else:
             f, g = objective.value_and_grad(z)
             stalled = jnp.zeros((), bool)
-        return OptaxState(z, f, g, opt_state), stalled
+        return OptaxState(z, f, g, opt_state), stalled, jnp.zeros((), bool)
 
 
 @functools.lru_cache(maxsize=64)
