@@ -97,7 +97,9 @@ class Newton:
         actual = state.f - f_try
         rho = jnp.where(predicted > 0, actual / jnp.where(predicted > 0, predicted, 1.0), -jnp.inf)
         noise = 64 * eps * (1.0 + jnp.abs(state.f))
-        at_noise_floor = ((predicted <= noise) & (actual >= -noise)
+        # The rounding of a sum of n terms can exceed eps |f|: below the noise level the step
+        # is tiny in standard-error units, so f may rise by a few noise units there.
+        at_noise_floor = ((predicted <= noise) & (actual >= -16 * noise)
                           & (jnp.linalg.norm(g_try) < jnp.linalg.norm(state.g)))
         accept = direction_ok & trial_finite & ((rho >= 1e-4) | at_noise_floor)
 
