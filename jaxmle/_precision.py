@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 PRECISIONS = ("float64", "float32")
@@ -40,7 +39,3 @@ def scope_like(x) -> contextlib.AbstractContextManager:
     """The precision scope matching the floating dtype of array ``x``."""
     return scope("float64" if np.dtype(x.dtype) == np.float64 else "float32")
 
-
-def tiny(dtype) -> float:
-    """Machine epsilon of ``dtype``: the base unit of every numerical threshold."""
-    return float(jnp.finfo(dtype).eps)

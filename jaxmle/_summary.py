@@ -58,7 +58,7 @@ def batch_summary(fit) -> str:
         f"converged {ok.sum()}/{batch} ({100 * ok.mean():.2f}%); status counts: "
         + ", ".join(f"{name} {count}" for name, count in counts.most_common()),
         f"iterations: median {np.median(np.asarray(fit.n_iter)):g}, max {np.asarray(fit.n_iter).max()}",
-        f"estimates over converged datasets:",
+        "estimates over converged datasets:",
         f"{'parameter':<{width}} {'mean':>12} {'sd':>11} {'min':>12} {'median':>12} {'max':>12}",
     ]
     for name, column in zip(fit.names, values[ok].T if ok.any() else np.full((len(fit.names), 1), np.nan)):
