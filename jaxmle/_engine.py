@@ -88,10 +88,12 @@ def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     mean_loss = (isinstance(spec.solver, _optax_solver.OptaxSolver)
                  and not spec.solver.line_search and model.per_observation)
     scale = 1.0 / jnp.maximum(n_obs, 1.0) if mean_loss else 1.0
-    loop = _loop.iterate(spec.solver, objective(lik, scale), z0, max_iter=spec.max_iter,
+    loop = _loop.iterate(spec.solver, objective(model, space, data, weights, mask, scale), z0,
+                         max_iter=spec.max_iter,
                          gtol=spec.gtol, blocked=blocked)
     z = loop.solver_state.z
-    assessed = _information.assess(objective(lik), lik, space, z, loop.status,
+    assessed = _information.assess(objective(model, space, data, weights, mask), lik, space, z,
+                                   loop.status,
                                    cov_kind=spec.cov_kind, xtol=spec.xtol)
     return Fit(
         params=space.to_constrained(z),
