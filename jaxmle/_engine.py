@@ -74,7 +74,8 @@ def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     space, model = spec.space, spec.model
     params0 = spec.init_fn(data) if spec.init_fn is not None else init
     lik = likelihood(model, space, data, weights, mask)
-    z0 = space.to_unconstrained(params0)
+    # A callable init may return integers; the solver works in the scope's float dtype.
+    z0 = space.to_unconstrained(params0).astype(jnp.result_type(float))
     k = space.n_free
     if model.per_observation:
         n_obs = jnp.sum(jnp.where(lik.active, lik.weights, 0.0))
@@ -82,8 +83,8 @@ def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     else:
         n_obs, enough = None, jnp.ones((), bool)
     data_ok = _data_ok(data, lik.active)
-    blocked = jnp.where(~data_ok, Status.INVALID_DATA,
-                        jnp.where(~enough, Status.TOO_FEW_OBSERVATIONS, RUNNING))
+    blocked = jnp.where(~data_ok, int(Status.INVALID_DATA),
+                        jnp.where(~enough, int(Status.TOO_FEW_OBSERVATIONS), RUNNING))
 
     mean_loss = (isinstance(spec.solver, _optax_solver.OptaxSolver)
                  and not spec.solver.line_search and model.per_observation)

@@ -61,9 +61,9 @@ def assess(objective: Objective, lik: Likelihood, space: ParameterSpace, z: jax.
     inverse, info_ok = _spd_inverse(information)
     newton_step = inverse @ g
     step_ok = jnp.max(jnp.abs(newton_step) / jnp.maximum(jnp.abs(z), 1.0)) <= xtol
-    status = jnp.where(loop_status != Status.CONVERGED, loop_status,
-                       jnp.where(~info_ok, Status.SINGULAR_HESSIAN,
-                                 jnp.where(step_ok, Status.CONVERGED, Status.BOUNDARY)))
+    status = jnp.where(loop_status != int(Status.CONVERGED), loop_status,
+                       jnp.where(~info_ok, int(Status.SINGULAR_HESSIAN),
+                                 jnp.where(step_ok, int(Status.CONVERGED), int(Status.BOUNDARY))))
 
     if cov_kind == "observed":
         cov_z, cov_ok = inverse, info_ok

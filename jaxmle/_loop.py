@@ -58,9 +58,9 @@ def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
     ok0 = _finite(state0)
     converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol)
     status0 = jnp.where(blocked != RUNNING, blocked,
-              jnp.where(~ok0, Status.NONFINITE_START,
-                        jnp.where(converged0, Status.CONVERGED,
-                                  jnp.where(max_iter <= 0, Status.MAX_ITER, RUNNING))))
+              jnp.where(~ok0, int(Status.NONFINITE_START),
+                        jnp.where(converged0, int(Status.CONVERGED),
+                                  jnp.where(max_iter <= 0, int(Status.MAX_ITER), RUNNING))))
 
     def keep_going(loop: LoopState) -> jax.Array:
         return loop.status == RUNNING
@@ -76,7 +76,7 @@ def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
         converged = stationary | (relative_gradient(new.z, new.f, new.g) <= gtol)
         status = jnp.select(
             [~finite, converged, stop, n_iter >= max_iter],
-            [Status.NONFINITE, Status.CONVERGED, Status.STALLED, Status.MAX_ITER],
+            [int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_ITER)],
             RUNNING)
         return LoopState(new, n_iter, status.astype(loop.status.dtype))
 

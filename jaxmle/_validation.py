@@ -130,7 +130,7 @@ def check_observation_array(array, name: str, n: int | None, batch: int | None, 
 
 def host_init(init, constraints, dtype):
     """Converts a concrete ``init`` pytree, builds its space and checks the support."""
-    init = as_host_tree(init, dtype, "init")
+    init = jax.tree_util.tree_map(lambda leaf: leaf.astype(dtype), as_host_tree(init, dtype, "init"))
     space = _parameters.build(init, constraints)
     _parameters.check_in_support(space, init)
     return init, space
