@@ -133,8 +133,8 @@ def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, we
 
     if callable(init) and not isinstance(init, (jax.Array, np.ndarray)):
         init_fn, init_values = init, None
-        space = _parameters.build(_validation.init_abstract_from(init_fn, data_one), constraints)
         init_abstract = _validation.init_abstract_from(init_fn, data_one)
+        space = _parameters.build(init_abstract, constraints)
     else:
         init_fn = None
         init_values, space = _validation.host_init(init, constraints, dtype)

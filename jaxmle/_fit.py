@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxmle import _summary
 from jaxmle._status import Status
 
 
@@ -104,7 +105,7 @@ class Fit:
             return (f"Fit(batch of {converged.size}, method={self.method!r}, "
                     f"converged {converged.sum()}/{converged.size})")
         values = ", ".join(f"{name}={value:.6g}" for name, value in
-                           zip(self.names, _flat(self.params)))
+                           zip(self.names, _summary.flat(self.params)))
         return (f"Fit({values}, loglik={float(self.loglik):.6g}, "
                 f"status={Status(int(self.status)).name}, method={self.method!r})")
 
@@ -114,20 +115,7 @@ class Fit:
         For a batched fit: converged fraction, status counts, and the spread of each
         estimate across datasets.
         """
-        from jaxmle import _summary
         return _summary.batch_summary(self) if self.batch_shape else _summary.summary(self, level)
-
-
-def _flat(tree) -> np.ndarray:
-    """Host copy of a (single) parameter pytree, flattened in ``ravel_pytree`` order."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in leaves]) if leaves else np.zeros(0)
-
-
-def flat_batch(tree, batch: int) -> np.ndarray:
-    """Host copy of a batched parameter pytree as a ``(batch, n_flat)`` array."""
-    leaves = jax.tree_util.tree_leaves(tree)
-    return np.concatenate([np.asarray(leaf).reshape(batch, -1) for leaf in leaves], axis=1)
 
 
 jax.tree_util.register_dataclass(

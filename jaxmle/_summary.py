@@ -5,9 +5,22 @@ from __future__ import annotations
 import collections
 import math
 
+import jax
 import numpy as np
 
 from jaxmle._status import Status
+
+
+def flat(tree) -> np.ndarray:
+    """Host copy of a (single) parameter pytree, flattened in ``ravel_pytree`` order."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return np.concatenate([np.ravel(np.asarray(leaf)) for leaf in leaves]) if leaves else np.zeros(0)
+
+
+def flat_batch(tree, batch: int) -> np.ndarray:
+    """Host copy of a batched parameter pytree as a ``(batch, n_flat)`` array."""
+    leaves = jax.tree_util.tree_leaves(tree)
+    return np.concatenate([np.asarray(leaf).reshape(batch, -1) for leaf in leaves], axis=1)
 
 
 def _two_sided_p(z: float) -> float:
@@ -16,10 +29,8 @@ def _two_sided_p(z: float) -> float:
 
 def summary(fit, level: float) -> str:
     """Coefficient table and fit statistics of a single ``Fit``."""
-    from jaxmle._fit import _flat
-
-    estimate, se = _flat(fit.params), _flat(fit.se)
-    lower, upper = (_flat(bound) for bound in fit.conf_int(level))
+    estimate, se = flat(fit.params), flat(fit.se)
+    lower, upper = (flat(bound) for bound in fit.conf_int(level))
     width = max([9] + [len(name) for name in fit.names])
     pct = f"{100 * level:g}%"
     header = (f"{'parameter':<{width}} {'estimate':>12} {'std.err':>11} {'z':>8} {'p':>9}"
@@ -45,8 +56,6 @@ def summary(fit, level: float) -> str:
 
 def batch_summary(fit) -> str:
     """Converged fraction, status counts and the spread of each estimate across a batch."""
-    from jaxmle._fit import flat_batch
-
     batch = len(fit)
     status = np.asarray(fit.status)
     counts = collections.Counter(Status(int(code)).name for code in status)
