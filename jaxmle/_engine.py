@@ -43,14 +43,10 @@ class FitSpec:
 
 
 def _solver_for(method):
-    if isinstance(method, str):
-        if method == "newton":
-            return Newton()
-        if method in METHODS:
-            return _optax_solver.from_method(method)
-        raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)} "
-                         "or an optax.GradientTransformation")
-    if isinstance(method, (optax.GradientTransformation, optax.GradientTransformationExtraArgs)):
+    if method == "newton":
+        return Newton()
+    if (isinstance(method, str) and method in METHODS) or isinstance(
+            method, (optax.GradientTransformation, optax.GradientTransformationExtraArgs)):
         return _optax_solver.from_method(method)
     raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)} "
                      "or an optax.GradientTransformation")
@@ -89,12 +85,10 @@ def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     mean_loss = (isinstance(spec.solver, _optax_solver.OptaxSolver)
                  and not spec.solver.line_search and model.per_observation)
     scale = 1.0 / jnp.maximum(n_obs, 1.0) if mean_loss else 1.0
-    loop = _loop.iterate(spec.solver, objective(model, space, data, weights, mask, scale), z0,
-                         max_iter=spec.max_iter,
+    loop = _loop.iterate(spec.solver, objective(lik, scale), z0, max_iter=spec.max_iter,
                          gtol=spec.gtol, blocked=blocked)
     z = loop.solver_state.z
-    assessed = _information.assess(objective(model, space, data, weights, mask), lik, space, z,
-                                   loop.status,
+    assessed = _information.assess(objective(lik), lik, space, z, loop.status,
                                    cov_kind=spec.cov_kind, xtol=spec.xtol)
     return Fit(
         params=space.to_constrained(z),
@@ -125,7 +119,7 @@ def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, we
     solver = _solver_for(method)
     if cov not in _information.COVARIANCES:
         raise ValueError(f"unknown cov {cov!r}; use one of {list(_information.COVARIANCES)}")
-    dtype = _precision.dtype_of(precision)
+    dtype = np.dtype(precision)
 
     data = _validation.as_host_tree(data, dtype, "data")
     batch = _validation.batch_size_of(data) if batched else None
@@ -151,8 +145,7 @@ def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, we
     if not batched:
         _validation.check_no_nan(data, "data")
     if max_iter is None:
-        max_iter = DEFAULT_MAX_ITER.get(method, DEFAULT_MAX_ITER_OPTAX) if isinstance(method, str) \
-            else DEFAULT_MAX_ITER_OPTAX
+        max_iter = DEFAULT_MAX_ITER.get(solver.name, DEFAULT_MAX_ITER_OPTAX)
     if int(max_iter) < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter}")
     gtol = DEFAULT_GTOL[precision] if gtol is None else float(gtol)
@@ -207,7 +200,6 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         >>> bool(f.converged), bool(abs(f.params["mu"] - x.mean()) < 1e-9)
         (True, True)
     """
-    _precision.check_precision(precision)
     with _precision.scope(precision):
         spec, init_values, data, weights, _ = _prepare(
             log_density, init, data, method=method, constraints=constraints,
@@ -248,7 +240,6 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
         >>> many.params["mu"].shape, bool(many.converged.all())
         ((100,), True)
     """
-    _precision.check_precision(precision)
     if int(chunk_size) < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     with _precision.scope(precision):

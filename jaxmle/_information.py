@@ -1,8 +1,8 @@
 """The observed information at the estimate: certification, covariances, standard errors.
 
 At the final iterate the exact Hessian ``A`` of the loss (the observed information of the
-maximised objective, in unconstrained coordinates) is factorised once by Cholesky. It
-decides the final status and gives every covariance:
+maximised objective, in unconstrained coordinates) is eigendecomposed once, in its
+correlation form. That decides the final status and gives every covariance:
 
 * ``A`` must be positive definite and not numerically singular: the smallest eigenvalue of
   its correlation form ``D^-1/2 A D^-1/2`` (D = diag A) must exceed ``100 k eps``.
@@ -39,18 +39,18 @@ class Assessment(NamedTuple):
 
 
 def _spd_inverse(matrix: jax.Array):
-    """Inverse of a symmetric positive definite matrix by Cholesky, and whether it is one."""
+    """Inverse of a symmetric matrix and whether it is positive definite and well conditioned.
+
+    Both come from one eigendecomposition of the correlation form ``D^-1/2 M D^-1/2``.
+    """
     k = matrix.shape[0]
     eps = jnp.finfo(matrix.dtype).eps
     d = jnp.sqrt(jnp.abs(jnp.diag(matrix)))
     d = jnp.where(d > 0, d, 1.0)
-    correlation = matrix / jnp.outer(d, d)
-    factor = jnp.linalg.cholesky(correlation)
-    smallest = jnp.min(jnp.linalg.eigvalsh(correlation))
-    ok = (jnp.all(jnp.isfinite(factor)) & (smallest > 100 * k * eps)
+    eigenvalues, vectors = jnp.linalg.eigh(matrix / jnp.outer(d, d))
+    ok = (jnp.all(jnp.isfinite(eigenvalues)) & (eigenvalues[0] > 100 * k * eps)
           & jnp.all(jnp.diag(matrix) > 0))
-    safe = jnp.where(ok, factor, jnp.eye(k, dtype=matrix.dtype))
-    inverse = jax.scipy.linalg.cho_solve((safe, True), jnp.eye(k, dtype=matrix.dtype))
+    inverse = (vectors / jnp.where(ok, eigenvalues, 1.0)) @ vectors.T
     return inverse / jnp.outer(d, d), ok
 
 

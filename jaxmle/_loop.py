@@ -66,16 +66,16 @@ def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
         return loop.status == RUNNING
 
     def one_step(loop: LoopState) -> LoopState:
-        new, stop, stationary = solver.step(objective, loop.solver_state)
-        # A stationary iterate is the estimate: keep it rather than the step taken from it.
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(stationary, b, a), new, loop.solver_state)
-        finite = _finite(new)
-        # Keep the last finite iterate: a non-finite step ends the fit, it never becomes the estimate.
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(finite, a, b), new, loop.solver_state)
+        proposed, stop, stationary = solver.step(objective, loop.solver_state)
+        nonfinite = ~stationary & ~_finite(proposed)
+        # A stationary iterate is the estimate, not the step taken from it; and a non-finite
+        # step ends the fit without ever becoming the estimate: keep the old state in both.
+        new = jax.tree_util.tree_map(lambda a, b: jnp.where(stationary | nonfinite, b, a),
+                                     proposed, loop.solver_state)
         n_iter = loop.n_iter + 1
         converged = stationary | (relative_gradient(new.z, new.f, new.g) <= gtol)
         status = jnp.select(
-            [~finite, converged, stop, n_iter >= max_iter],
+            [nonfinite, converged, stop, n_iter >= max_iter],
             [int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_ITER)],
             RUNNING)
         return LoopState(new, n_iter, status.astype(loop.status.dtype))

@@ -71,7 +71,7 @@ def _safe_data(data, active: jax.Array, n: int):
     first = jnp.argmax(active)
 
     def replace(leaf):
-        if not hasattr(leaf, "shape") or leaf.ndim == 0 or leaf.shape[0] != n:
+        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
             return leaf
         keep = active.reshape((n,) + (1,) * (leaf.ndim - 1))
         return jnp.where(keep, leaf, leaf[first])
@@ -102,11 +102,8 @@ def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Like
     return Likelihood(loglik, prior, jax.jacfwd(terms), active, w)
 
 
-def objective(model: Model, space: ParameterSpace, data, weights, mask,
-              scale: jax.Array | float = 1.0) -> Objective:
+def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
     """The loss ``-scale * (loglik + log_prior)`` of one dataset and its derivatives."""
-    lik = likelihood(model, space, data, weights, mask)
-
     def value(z):
         return -scale * (lik.loglik(z) + lik.log_prior(z))
 

@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxmle import _bfgs
+
 
 class OptaxState(NamedTuple):
     z: jax.Array
@@ -69,8 +71,6 @@ def from_method(method) -> OptaxSolver:
 
     Cached, so the same method yields the same (hash-equal) solver and compiled fit.
     """
-    from jaxmle import _bfgs
-
     if method == "bfgs":
         return OptaxSolver(_bfgs.bfgs(), "bfgs", True)
     if method == "lbfgs":
@@ -79,6 +79,6 @@ def from_method(method) -> OptaxSolver:
 
 
 def _optax_name(transformation) -> str:
-    update = getattr(transformation, "update", None)
-    qualname = getattr(update, "__qualname__", "")
-    return "optax:" + (qualname.split(".")[0] if qualname else "transformation")
+    """``optax:adam`` for ``optax.adam(...)``: the factory that built the update function."""
+    qualname = getattr(transformation.update, "__qualname__", "transformation")
+    return "optax:" + qualname.split(".")[0]

@@ -30,14 +30,20 @@ class ParameterSpace:
         treedef: tree structure of the parameters.
         shapes: shape of each leaf, in flattening order.
         constraints: the ``Constraint`` of each leaf.
-        names: a readable label for each scalar entry of the constrained flat vector,
-            from the pytree paths, e.g. ``("mu", "sigma")`` or ``("beta[0]", "beta[1]")``.
+        leaf_names: the pytree path of each leaf, e.g. ``("beta", "sigma")``.
     """
 
     treedef: jax.tree_util.PyTreeDef
     shapes: tuple[tuple[int, ...], ...]
     constraints: tuple[_constraints.Constraint, ...]
-    names: tuple[str, ...]
+    leaf_names: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """A label for each entry of the constrained flat vector: ``("beta[0]", "beta[1]", "sigma")``."""
+        return tuple(name if shape == () else f"{name}[{','.join(map(str, index))}]"
+                     for name, shape in zip(self.leaf_names, self.shapes)
+                     for index in np.ndindex(*shape))
 
     @property
     def free_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -85,13 +91,6 @@ class ParameterSpace:
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 
 
-def _leaf_names(path, shape) -> list[str]:
-    base = jax.tree_util.keystr(path, simple=True, separator=".") or "theta"
-    if shape == ():
-        return [base]
-    return [f"{base}[{','.join(map(str, idx))}]" for idx in np.ndindex(*shape)]
-
-
 def _constraint_tree(init, constraints) -> list:
     """Constraints broadcast to one ``Constraint`` per leaf of ``init`` (flattening order)."""
     n_leaves = len(jax.tree_util.tree_leaves(init))
@@ -132,28 +131,21 @@ def build(init, constraints) -> ParameterSpace:
         raise ValueError(f"init must contain at least one parameter, got {init!r}")
     per_leaf = _constraint_tree(init, constraints)
     shapes = tuple(tuple(np.shape(leaf)) for _, leaf in paths_and_leaves)
-    names = tuple(name for (path, _), shape in zip(paths_and_leaves, shapes)
-                  for name in _leaf_names(path, shape))
-    for constraint, shape, (path, _) in zip(per_leaf, shapes, paths_and_leaves):
+    leaf_names = tuple(jax.tree_util.keystr(path, simple=True, separator=".") or "theta"
+                       for path, _ in paths_and_leaves)
+    for constraint, shape, name in zip(per_leaf, shapes, leaf_names):
         if isinstance(constraint, _constraints.Simplex) and (len(shape) == 0 or shape[-1] < 2):
-            raise ValueError(f"parameter {jax.tree_util.keystr(path)}: a simplex needs at least "
+            raise ValueError(f"parameter {name}: a simplex needs at least "
                              f"2 entries along its last axis, got shape {shape}")
-    return ParameterSpace(treedef, shapes, tuple(per_leaf), names)
+    return ParameterSpace(treedef, shapes, tuple(per_leaf), leaf_names)
 
 
 def check_in_support(space: ParameterSpace, init) -> None:
     """Raises ValueError naming the first leaf of concrete ``init`` outside its support."""
     leaves = space.treedef.flatten_up_to(init)
-    for name_leaf, constraint, leaf in zip(_first_names(space), space.constraints, leaves):
+    for name_leaf, constraint, leaf in zip(space.leaf_names, space.constraints, leaves):
         problem = constraint.violation(np.asarray(leaf, dtype=np.float64))
         if problem:
             raise ValueError(f"init[{name_leaf}] = {np.asarray(leaf)!r} is outside the support of "
                              f"{constraint!r}: {problem}")
 
-
-def _first_names(space: ParameterSpace) -> list[str]:
-    names, start = [], 0
-    for shape in space.shapes:
-        names.append(space.names[start].split("[")[0] if shape else space.names[start])
-        start += math.prod(shape)
-    return names

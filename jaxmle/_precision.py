@@ -2,8 +2,9 @@
 
 jaxmle never flips the user's global ``jax_enable_x64`` flag. Every fit runs inside
 ``jax.enable_x64(True)`` (a thread-local context) when the working precision is float64, and
-arithmetic on a finished float64 ``Fit`` (intervals, summaries) re-enters the same context,
-because outside it JAX would silently truncate float64 arrays to float32.
+returns numpy arrays: outside that context JAX would silently truncate float64 arrays to
+float32 in any further arithmetic. Helpers that compute with JAX on a finished ``Fit``
+(``lr_test``, ``delta_method``) re-enter the context with ``scope_like``.
 """
 
 from __future__ import annotations
@@ -21,11 +22,6 @@ def check_precision(precision: str) -> str:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return precision
-
-
-def dtype_of(precision: str) -> np.dtype:
-    """The numpy floating dtype of a precision name."""
-    return np.dtype(check_precision(precision))
 
 
 def scope(precision: str) -> contextlib.AbstractContextManager:

@@ -51,9 +51,8 @@ def batch_size_of(data) -> int:
 
 
 def abstract(tree):
-    """Shape/dtype skeleton of a pytree, as ``jax.eval_shape`` takes it."""
-    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype)
-                                  if not isinstance(x, jax.ShapeDtypeStruct) else x, tree)
+    """Shape/dtype skeleton of a pytree of numpy arrays, as ``jax.eval_shape`` takes it."""
+    return jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), tree)
 
 
 def _signature(tree):
