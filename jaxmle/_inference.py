@@ -29,7 +29,17 @@ def lr_test(restricted: Fit, full: Fit):
         ValueError: if the full model does not have more free parameters.
 
     Example:
-        >>> # stat, df, p = jm.lr_test(fit_exponential, fit_gamma)
+        >>> import numpy as np
+        >>> from jax.scipy import stats
+        >>> import jaxmle as jm
+        >>> x = np.random.default_rng(0).gamma(3.0, 1.0, size=300)
+        >>> gamma = lambda p, x: stats.gamma.logpdf(x, p["shape"], scale=1 / p["rate"])
+        >>> full = jm.fit(gamma, {"shape": 1.0, "rate": 1.0}, x, constraints=jm.positive)
+        >>> exponential = jm.fit(lambda p, x: gamma({"shape": 1.0, "rate": p["rate"]}, x),
+        ...                      {"rate": 1.0}, x, constraints=jm.positive)
+        >>> statistic, df, pvalue = jm.lr_test(exponential, full)
+        >>> df, bool(pvalue < 1e-10)
+        (1, True)
     """
     df = full.n_params - restricted.n_params
     if df <= 0:
@@ -53,7 +63,15 @@ def delta_method(fn: Callable, fit: Fit):
         batched fits).
 
     Example:
-        >>> # mean, se = jm.delta_method(lambda p: p["shape"] / p["rate"], gamma_fit)
+        >>> import numpy as np
+        >>> from jax.scipy import stats
+        >>> import jaxmle as jm
+        >>> x = np.random.default_rng(0).exponential(2.0, size=400)
+        >>> f = jm.fit(lambda p, x: stats.expon.logpdf(x, scale=1 / p["rate"]), {"rate": 1.0},
+        ...            x, constraints=jm.positive)
+        >>> mean, se = jm.delta_method(lambda p: 1 / p["rate"], f)   # the mean, 1 / rate
+        >>> bool(np.isclose(mean, x.mean())), bool(np.isclose(se, x.mean() / np.sqrt(400)))
+        (True, True)
     """
     def one(params, cov):
         flat, unravel = ravel_pytree(params)

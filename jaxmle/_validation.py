@@ -19,9 +19,10 @@ def as_host_tree(tree, dtype: np.dtype, what: str):
             array = np.asarray(leaf)
         except Exception as error:  # noqa: BLE001 - any conversion failure is the user's input
             raise TypeError(f"{what} leaves must be arrays or numbers, got {type(leaf).__name__}") from error
-        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-            raise TypeError(f"{what} leaves must be numeric arrays, got dtype {array.dtype}")
-        if np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.complexfloating):
+        if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+                or array.dtype == bool):
+            raise TypeError(f"{what} leaves must be real numeric arrays, got dtype {array.dtype}")
+        if np.issubdtype(array.dtype, np.floating):
             return array.astype(dtype)
         return array
     return jax.tree_util.tree_map(convert, tree)

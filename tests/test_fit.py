@@ -23,7 +23,7 @@ def normal_fit():
                   constraints=NORMAL.constraints)
 
 
-def test_fit_is_a_pytree_that_jit_and_vmap_return(normal_fit):
+def test_fit_is_a_pytree_that_jit_returns(normal_fit):
     again = jax.jit(lambda f: f)(normal_fit)
     assert isinstance(again, jm.Fit)
     np.testing.assert_array_equal(again.params["mu"], normal_fit.params["mu"])
@@ -83,7 +83,7 @@ def test_perfect_separation_is_not_reported_as_converged():
 
     fit = jm.fit(logistic, jnp.zeros(2), (X, y))
     assert not fit.converged
-    assert fit.status in (jm.Status.BOUNDARY, jm.Status.SINGULAR_HESSIAN)
+    assert fit.status == jm.Status.BOUNDARY
 
 
 def test_non_identified_parameters_give_singular_hessian_and_nan_se():

@@ -38,6 +38,7 @@ def _fit(**overrides):
     ({"data": np.where(np.arange(200) == 3, np.nan, X)}, ValueError, r"data contains NaN"),
     ({"log_prior": lambda p: jnp.ones(2)}, ValueError, r"log_prior\(params\) must return a floating scalar"),
     ({"precision": "float16"}, ValueError, r"precision must be one of"),
+    ({"data": X + 0j}, TypeError, r"real numeric arrays, got dtype complex128"),
     ({"init": {"probs": np.array([0.5, 0.6])}, "constraints": {"probs": jm.simplex},
       "log_density": lambda p, x: x * jnp.log(p["probs"][0])}, ValueError, r"sum to 1"),
 ])
