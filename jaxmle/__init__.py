@@ -4,14 +4,32 @@ The public surface is this module; everything else is private. See the README an
 ``shared/API.md`` for the contract.
 """
 
+from jaxmle._cache import enable_compilation_cache
 from jaxmle._constraints import interval, positive, real, simplex, unit_interval
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
 from jaxmle._inference import delta_method, lr_test
 from jaxmle._status import Status
+from jaxmle._stream import Block, concat_fits, fit_stream
 
-__all__ = ["fit", "fit_batch", "Fit", "Status", "real", "positive", "unit_interval",
-           "interval", "simplex", "lr_test", "delta_method", "process_shard",
-           "gather_fits"]
+__all__ = [
+           "Block",
+           "Fit",
+           "Status",
+           "concat_fits",
+           "delta_method",
+           "enable_compilation_cache",
+           "fit",
+           "fit_batch",
+           "fit_stream",
+           "gather_fits",
+           "interval",
+           "lr_test",
+           "positive",
+           "process_shard",
+           "real",
+           "simplex",
+           "unit_interval",
+]
 __version__ = "0.1.0"

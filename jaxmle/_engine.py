@@ -6,19 +6,24 @@ of new data of the same shape reuse the compiled function.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxmle import _information, _loop, _optax_solver, _parameters, _precision, _validation
+from jaxmle import (
+    _batch,
+    _information,
+    _optax_solver,
+    _parameters,
+    _precision,
+    _validation,
+)
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
-from jaxmle._objective import Model, likelihood, objective
-from jaxmle._status import RUNNING, Status
+from jaxmle._objective import Model
+from jaxmle._solve import FitSpec, fit_one
 
 METHODS = ("newton", "bfgs", "lbfgs")
 DEFAULT_MAX_ITER = {"newton": 100, "bfgs": 500, "lbfgs": 500}
@@ -26,20 +31,6 @@ DEFAULT_MAX_ITER_OPTAX = 10_000
 DEFAULT_GTOL = {"float64": 1e-10, "float32": 1e-5}
 DEFAULT_XTOL = 1e-4
 DEFAULT_CHUNK_SIZE = 256
-
-
-@dataclasses.dataclass(frozen=True)
-class FitSpec:
-    """Everything static about a fit: it keys the compiled-function cache."""
-
-    model: Model
-    space: _parameters.ParameterSpace
-    solver: object
-    init_fn: Callable | None
-    cov_kind: str
-    max_iter: int
-    gtol: float
-    xtol: float
 
 
 def _solver_for(method):
@@ -52,61 +43,7 @@ def _solver_for(method):
                      "or an optax.GradientTransformation")
 
 
-def _data_ok(data, active) -> jax.Array:
-    """False when an active observation (or, for a scalar density, any entry) is NaN."""
-    ok = jnp.ones((), bool)
-    for leaf in jax.tree_util.tree_leaves(data):
-        if not jnp.issubdtype(leaf.dtype, jnp.floating):
-            continue
-        bad = jnp.isnan(leaf)
-        if active is not None and leaf.ndim >= 1 and leaf.shape[0] == active.shape[0]:
-            bad = bad & active.reshape(active.shape + (1,) * (leaf.ndim - 1))
-        ok = ok & ~jnp.any(bad)
-    return ok
-
-
-def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
-    """Fits one dataset (traceable; ``fit_batch`` maps it over datasets)."""
-    space, model = spec.space, spec.model
-    params0 = spec.init_fn(data) if spec.init_fn is not None else init
-    lik = likelihood(model, space, data, weights, mask)
-    # A callable init may return integers; the solver works in the scope's float dtype.
-    z0 = space.to_unconstrained(params0).astype(jnp.result_type(float))
-    k = space.n_free
-    if model.per_observation:
-        n_obs = jnp.sum(jnp.where(lik.active, lik.weights, 0.0))
-        enough = n_obs >= k
-    else:
-        n_obs, enough = None, jnp.ones((), bool)
-    data_ok = _data_ok(data, lik.active)
-    blocked = jnp.where(~data_ok, int(Status.INVALID_DATA),
-                        jnp.where(~enough, int(Status.TOO_FEW_OBSERVATIONS), RUNNING))
-
-    mean_loss = (isinstance(spec.solver, _optax_solver.OptaxSolver)
-                 and not spec.solver.line_search and model.per_observation)
-    scale = 1.0 / jnp.maximum(n_obs, 1.0) if mean_loss else 1.0
-    loop = _loop.iterate(spec.solver, objective(lik, scale), z0, max_iter=spec.max_iter,
-                         gtol=spec.gtol, blocked=blocked)
-    z = loop.solver_state.z
-    assessed = _information.assess(objective(lik), lik, space, z, loop.status,
-                                   cov_kind=spec.cov_kind, xtol=spec.xtol)
-    return Fit(
-        params=space.to_constrained(z),
-        se=space.unflatten(jnp.sqrt(jnp.diag(assessed.cov))),
-        cov=assessed.cov, loglik=assessed.loglik, status=assessed.status,
-        n_iter=loop.n_iter, grad_norm=assessed.grad_norm, n_obs=n_obs,
-        n_params=k, names=space.names, method=spec.solver.name, cov_kind=spec.cov_kind)
-
-
 _fit_compiled = jax.jit(fit_one, static_argnums=0)
-
-
-def _fit_many(spec: FitSpec, chunk_size: int, init, data, weights, mask) -> Fit:
-    return jax.lax.map(lambda slices: fit_one(spec, init, *slices), (data, weights, mask),
-                       batch_size=chunk_size)
-
-
-_fit_batch_compiled = jax.jit(_fit_many, static_argnums=(0, 1))
 
 
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
@@ -240,31 +177,34 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
         >>> many.params["mu"].shape, bool(many.converged.all())
         ((100,), True)
     """
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    _check_chunk_size(chunk_size)
     with _precision.scope(precision):
         spec, init_values, data, weights, mask = _prepare(
             log_density, init, data, method=method, constraints=constraints,
             log_prior=log_prior, cov=cov, weights=weights, mask=mask, max_iter=max_iter,
             gtol=gtol, precision=precision, batched=True)
         batch = _validation.batch_size_of(data)
-        chunk, padded = _chunking(batch, int(chunk_size))
-        pad = lambda leaf: leaf if leaf is None or padded == batch else np.concatenate(
-            [leaf, np.repeat(leaf[:1], padded - batch, axis=0)])
-        fits = _fit_batch_compiled(spec, chunk, init_values, jax.tree_util.tree_map(pad, data),
-                                   pad(weights), pad(mask))
-        if padded != batch:
-            fits = jax.tree_util.tree_map(lambda leaf: leaf[:batch], fits)
-        return jax.device_get(fits)
+        lay = _batch.layout(batch, int(chunk_size), jax.local_device_count())
+        return fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
 
 
-def _chunking(batch: int, chunk_size: int) -> tuple[int, int]:
-    """Equal chunks of at most ``chunk_size`` covering ``batch``: ``(chunk, padded batch)``.
+def _check_chunk_size(chunk_size: int) -> None:
+    if int(chunk_size) < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
 
-    ``lax.map`` compiles its body a second time for a remainder chunk; padding the batch
-    (with copies of dataset 0, dropped afterwards) by fewer datasets than there are chunks
-    avoids that.
+
+def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask) -> Fit:
+    """Starts the compiled batched fit of validated host inputs, padded to ``lay.padded``.
+
+    Returns device arrays at once (JAX dispatches asynchronously): the caller can prepare
+    the next batch while this one runs.
     """
-    n_chunks = -(-batch // chunk_size)
-    chunk = -(-batch // n_chunks)
-    return chunk, chunk * n_chunks
+    valid = np.arange(lay.padded) < _validation.batch_size_of(data)
+    pad = lambda leaf: _batch.pad(leaf, lay.padded)
+    return _batch.solve(spec, lay, init_values, jax.tree_util.tree_map(pad, data),
+                        pad(weights), pad(mask), valid)
+
+
+def fetch(fits: Fit, batch: int) -> Fit:
+    """The first ``batch`` datasets of a dispatched fit, as numpy arrays."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[:batch], jax.device_get(fits))

@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmle._objective import Likelihood, Objective
+from jaxmle._objective import Likelihood
 from jaxmle._parameters import ParameterSpace
 from jaxmle._status import Status
 
@@ -54,10 +54,14 @@ def _spd_inverse(matrix: jax.Array):
     return inverse / jnp.outer(d, d), ok
 
 
-def assess(objective: Objective, lik: Likelihood, space: ParameterSpace, z: jax.Array,
+def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
            loop_status: jax.Array, *, cov_kind: str, xtol: float) -> Assessment:
-    """Final status, covariance (user coordinates), log-likelihood and gradient norm at ``z``."""
-    _, g, information = objective.value_grad_hessian(z)
+    """Final status, covariance (user coordinates), log-likelihood and gradient norm at ``z``.
+
+    ``derivatives``: ``(loss, gradient, Hessian)`` of the unscaled loss at ``z`` (the loss is
+    minus the log-likelihood minus the log-prior).
+    """
+    loss, g, information = derivatives
     inverse, info_ok = _spd_inverse(information)
     newton_step = inverse @ g
     step_ok = jnp.max(jnp.abs(newton_step) / jnp.maximum(jnp.abs(z), 1.0)) <= xtol
@@ -78,4 +82,5 @@ def assess(objective: Objective, lik: Likelihood, space: ParameterSpace, z: jax.
     jacobian = jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
     cov = jacobian @ cov_z @ jacobian.T
     cov = jnp.where(cov_ok & jnp.all(jnp.isfinite(cov)), 0.5 * (cov + cov.T), jnp.nan)
-    return Assessment(status.astype(jnp.int32), cov, lik.loglik(z), jnp.max(jnp.abs(g)))
+    loglik = -loss - lik.log_prior(z)
+    return Assessment(status.astype(jnp.int32), cov, loglik, jnp.max(jnp.abs(g)))

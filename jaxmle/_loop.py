@@ -43,16 +43,12 @@ def _finite(state) -> jax.Array:
     return jnp.isfinite(state.f) & jnp.all(jnp.isfinite(state.g)) & jnp.all(jnp.isfinite(state.z))
 
 
-def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
-            blocked: jax.Array | int = RUNNING) -> LoopState:
-    """Runs ``solver`` from ``z0`` until the stopping test, a failure or ``max_iter`` steps.
+def start(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
+          blocked: jax.Array | int = RUNNING) -> LoopState:
+    """The loop state at ``z0``: the solver initialised and the stopping test applied.
 
     ``blocked``: a status code other than RUNNING skips the iterations (bad data found
     before the solve), so such a dataset never holds up the others in its batch.
-
-    Returns:
-        The final ``LoopState``; its ``solver_state`` holds the last finite iterate and
-        ``status`` is a ``Status`` code (never RUNNING).
     """
     state0 = solver.init(objective, z0)
     ok0 = _finite(state0)
@@ -61,24 +57,41 @@ def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
               jnp.where(~ok0, int(Status.NONFINITE_START),
                         jnp.where(converged0, int(Status.CONVERGED),
                                   jnp.where(max_iter <= 0, int(Status.MAX_ITER), RUNNING))))
+    return LoopState(state0, jnp.zeros((), jnp.int32), status0.astype(jnp.int32))
 
-    def keep_going(loop: LoopState) -> jax.Array:
-        return loop.status == RUNNING
 
-    def one_step(loop: LoopState) -> LoopState:
-        proposed, stop, stationary = solver.step(objective, loop.solver_state)
-        nonfinite = ~stationary & ~_finite(proposed)
-        # A stationary iterate is the estimate, not the step taken from it; and a non-finite
-        # step ends the fit without ever becoming the estimate: keep the old state in both.
-        new = jax.tree_util.tree_map(lambda a, b: jnp.where(stationary | nonfinite, b, a),
-                                     proposed, loop.solver_state)
-        n_iter = loop.n_iter + 1
-        converged = stationary | (relative_gradient(new.z, new.f, new.g) <= gtol)
-        status = jnp.select(
-            [nonfinite, converged, stop, n_iter >= max_iter],
-            [int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED), int(Status.MAX_ITER)],
-            RUNNING)
-        return LoopState(new, n_iter, status.astype(loop.status.dtype))
+def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -> LoopState:
+    """One iteration; a no-op on a finished loop (so a batch can step all its members)."""
+    proposed, stop, stationary = solver.step(objective, loop.solver_state)
+    nonfinite = ~stationary & ~_finite(proposed)
+    # A stationary iterate is the estimate, not the step taken from it; and a non-finite
+    # step ends the fit without ever becoming the estimate: keep the old state in both.
+    running = loop.status == RUNNING
+    keep_old = stationary | nonfinite | ~running
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_old, b, a),
+                                 proposed, loop.solver_state)
+    n_iter = loop.n_iter + 1
+    converged = stationary | (relative_gradient(new.z, new.f, new.g) <= gtol)
+    status = jnp.select(
+        [~running, nonfinite, converged, stop, n_iter >= max_iter],
+        [loop.status, int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED),
+         int(Status.MAX_ITER)],
+        RUNNING)
+    return LoopState(new, jnp.where(running, n_iter, loop.n_iter), status.astype(loop.status.dtype))
 
-    start = LoopState(state0, jnp.zeros((), jnp.int32), status0.astype(jnp.int32))
-    return jax.lax.while_loop(keep_going, one_step, start)
+
+def running(loop: LoopState) -> jax.Array:
+    return loop.status == RUNNING
+
+
+def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
+            blocked: jax.Array | int = RUNNING) -> LoopState:
+    """Runs ``solver`` from ``z0`` until the stopping test, a failure or ``max_iter`` steps.
+
+    Returns:
+        The final ``LoopState``; its ``solver_state`` holds the last finite iterate and
+        ``status`` is a ``Status`` code (never RUNNING).
+    """
+    loop = start(solver, objective, z0, max_iter=max_iter, gtol=gtol, blocked=blocked)
+    return jax.lax.while_loop(
+        running, lambda loop: advance(solver, objective, loop, max_iter=max_iter, gtol=gtol), loop)

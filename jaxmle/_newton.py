@@ -70,6 +70,10 @@ class Newton:
         zero = jnp.zeros((), z.dtype)
         return NewtonState(z, f, g, h, zero, zero + 2.0, jnp.abs(jnp.diag(h)))
 
+    def derivatives(self, objective, state: NewtonState):
+        """Loss, gradient and Hessian at ``state.z``: kept from the step that accepted it."""
+        return state.f, state.g, state.hessian
+
     def step(self, objective, state: NewtonState):
         eps = jnp.finfo(state.z.dtype).eps
         root_scale = jnp.sqrt(jnp.maximum(state.scale, jnp.maximum(1e-8 * jnp.max(state.scale), eps)))

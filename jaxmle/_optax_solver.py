@@ -48,6 +48,10 @@ class OptaxSolver:
         with jax.numpy_dtype_promotion("standard"):
             return OptaxState(z, f, g, self.transformation.init(z))
 
+    def derivatives(self, objective, state: OptaxState):
+        """Loss, gradient and exact Hessian at ``state.z`` (one fresh evaluation)."""
+        return objective.value_grad_hessian(state.z)
+
     def step(self, objective, state: OptaxState):
         # optax's internals mix int32/int64 counters; trace them under standard promotion
         # so users who run JAX with strict promotion can still use every method.

@@ -47,8 +47,8 @@ def summary(fit, level: float) -> str:
         f"Maximum-likelihood fit ({fit.method}, cov={fit.cov_kind})",
         rule, header, rule, *rows, rule,
         f"log-likelihood {float(fit.loglik):.6f}   AIC {float(fit.aic):.4f}   BIC {float(fit.bic):.4f}",
-        f"n_obs {n_obs}   n_params {fit.n_params}   iterations {int(fit.n_iter)}   "
-        f"max|gradient| {float(fit.grad_norm):.2e}",
+        (f"n_obs {n_obs}   n_params {fit.n_params}   iterations {int(fit.n_iter)}   "
+         f"max|gradient| {float(fit.grad_norm):.2e}"),
         f"status {status.name} (converged={bool(fit.converged)})",
     ]
     return "\n".join(lines)

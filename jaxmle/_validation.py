@@ -17,7 +17,7 @@ def as_host_tree(tree, dtype: np.dtype, what: str):
     def convert(leaf):
         try:
             array = np.asarray(leaf)
-        except Exception as error:  # noqa: BLE001 - any conversion failure is the user's input
+        except Exception as error:
             raise TypeError(f"{what} leaves must be arrays or numbers, got {type(leaf).__name__}") from error
         if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
                 or array.dtype == bool):

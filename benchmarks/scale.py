@@ -1,0 +1,136 @@
+"""How jaxmle's batched fit grows with the batch and the data, its memory, and stragglers.
+
+Three tables (Normal(mu, sigma) by Newton from (0, 1), float64, SEs included):
+
+1. growth: steady seconds of one ``fit_batch`` call as the number of datasets B doubles
+   (n = 1,000) and as the observations per dataset n double (B = 1,000), with the ratio
+   to the previous row (linear growth: about 2 per doubling; the target is <= 2.2);
+2. memory: peak resident memory of a fresh process that fits B x n datasets, minus the
+   same process's peak before the fit (imports and a tiny warm-up fit), against the
+   size of the data (target: <= 3x the data plus a fixed overhead);
+3. stragglers: B = 10,000 datasets of which 1% sit on a scale 1e4 larger (they need about
+   three times the Newton iterations of the rest), fitted with straggler compaction and
+   with it turned off (each chunk of 256 then runs as long as its slowest dataset),
+   against the same batch without stragglers.
+
+Run:  python benchmarks/scale.py [--max-datasets 100000] [--max-obs 100000] [--quick]
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+from jax.scipy import stats
+
+import jaxmle as jm
+from jaxmle import _batch
+
+INIT = {"mu": 0.0, "sigma": 1.0}
+CONSTRAINTS = {"sigma": jm.positive}
+
+
+def normal(p, x):
+    return stats.norm.logpdf(x, p["mu"], p["sigma"])
+
+
+def timed_fit(x):
+    """Seconds of a steady call (after a first call of the same shapes) and the fit."""
+    jm.fit_batch(normal, INIT, x, constraints=CONSTRAINTS)
+    start = time.perf_counter()
+    fits = jm.fit_batch(normal, INIT, x, constraints=CONSTRAINTS)
+    return time.perf_counter() - start, fits
+
+
+def doublings(low: int, high: int) -> list[int]:
+    sizes = [low]
+    while sizes[-1] * 2 <= high:
+        sizes.append(sizes[-1] * 2)
+    return sizes
+
+
+def growth(max_datasets: int, max_obs: int) -> None:
+    rng = np.random.default_rng(0)
+    print("growth (steady s; ratio to the row above; target <= 2.2 per doubling)")
+    print(f"{'B':>8} {'n':>8} {'steady s':>9} {'ratio':>6} {'fits/s':>9} {'converged':>9}")
+    for axis, sizes in (("B", doublings(1_000, max_datasets)), ("n", doublings(1_000, max_obs))):
+        previous = None
+        for size in sizes:
+            shape = (size, 1_000) if axis == "B" else (1_000, size)
+            seconds, fits = timed_fit(rng.normal(7.2, 2.8, size=shape))
+            ratio = "" if previous is None else f"{seconds / previous:6.2f}"
+            print(f"{shape[0]:8,} {shape[1]:8,} {seconds:9.3f} {ratio:>6} {shape[0] / seconds:9,.0f} "
+                  f"{fits.converged.mean():9.4f}", flush=True)
+            previous = seconds
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def measure_memory(datasets: int, obs: int) -> dict:
+    """Runs in a fresh process: peak RSS growth of one fit over the data's size."""
+    x_small = np.random.default_rng(1).normal(7.2, 2.8, size=(4, 50))
+    jm.fit_batch(normal, INIT, x_small, constraints=CONSTRAINTS)
+    x = np.random.default_rng(1).normal(7.2, 2.8, size=(datasets, obs))
+    before = _peak_mb()
+    fits = jm.fit_batch(normal, INIT, x, constraints=CONSTRAINTS)
+    return {"data_mb": x.nbytes / 2**20, "peak_growth_mb": _peak_mb() - before,
+            "converged": float(fits.converged.mean())}
+
+
+def memory(sizes) -> None:
+    print("\nmemory (fresh process per row; peak RSS growth during the fit; target <= 3x data + overhead)")
+    print(f"{'B':>8} {'n':>8} {'data MB':>8} {'peak growth MB':>15} {'x data':>7}")
+    for datasets, obs in sizes:
+        done = subprocess.run([sys.executable, __file__, "--memory-child", f"{datasets},{obs}"],
+                              capture_output=True, text=True, check=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"{datasets:8,} {obs:8,} {row['data_mb']:8.0f} {row['peak_growth_mb']:15.0f} "
+              f"{row['peak_growth_mb'] / row['data_mb']:7.2f}", flush=True)
+
+
+def stragglers(datasets: int) -> None:
+    rng = np.random.default_rng(2)
+    clean = rng.normal(7.2, 2.8, size=(datasets, 1_000))
+    slow = clean.copy()
+    slow[::100] *= 1e4
+    print(f"\nstragglers (B = {datasets:,}, 1% of datasets on a 1e4 larger scale)")
+    print(f"{'batch':12} {'compaction':>10} {'steady s':>9} {'iter mean':>9} {'iter max':>8} "
+          f"{'converged':>9} {'vs clean':>8}")
+    reference = None
+    fraction = _batch.STRAGGLER_FRACTION
+    for name, x, compaction in (("clean", clean, True), ("stragglers", slow, True),
+                                ("stragglers", slow, False)):
+        # Compaction off: a quota of 0 makes every round run until its whole chunk stops.
+        _batch.STRAGGLER_FRACTION = fraction if compaction else 10**9
+        seconds, fits = timed_fit(x)
+        reference = reference or seconds
+        print(f"{name:12} {'on' if compaction else 'off':>10} {seconds:9.3f} {fits.n_iter.mean():9.2f} "
+              f"{fits.n_iter.max():8d} {fits.converged.mean():9.4f} {seconds / reference:8.2f}",
+              flush=True)
+    _batch.STRAGGLER_FRACTION = fraction
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--max-datasets", type=int, default=100_000)
+    parser.add_argument("--max-obs", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(measure_memory(*map(int, args.memory_child.split(",")))))
+        return
+    if args.quick:
+        args.max_datasets, args.max_obs = 4_000, 4_000
+    growth(args.max_datasets, args.max_obs)
+    memory([(1_000, 1_000), (10_000, 1_000), (args.max_datasets, 1_000), (1_000, args.max_obs)])
+    stragglers(2_000 if args.quick else 10_000)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""The batched driver: chunks, straggler compaction, and the spread over local devices.
+
+A batch of ``B`` datasets is laid out as ``devices x chunks x chunk`` (padded at the end
+with blocked copies of dataset 0 that never iterate and are dropped). On each device:
+
+1. Every dataset is started (loss and derivatives at its start, stopping test).
+2. Rounds of continuous batching: the first ``chunk`` still-running datasets are gathered
+   and step together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of
+   them still run; they are scattered back and the next round gathers the stragglers with
+   fresh datasets. A vmapped loop costs as much as its slowest member; this way a slow
+   dataset (a straggler) holds one lane, not a whole chunk, and lanes freed by finished
+   datasets are refilled. The last round runs until every dataset has stopped.
+3. Every dataset's final iterate is certified and its covariance computed (chunked again,
+   so per-observation scores never exist for the whole batch at once).
+
+Each dataset's arithmetic is the same whichever chunk it runs in, so a result does not
+depend on the batch it came with. Devices: ``jax.shard_map`` over a one-axis mesh of the
+local devices; datasets are independent, so no device talks to another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, PartitionSpec
+
+from jaxmle import _loop, _solve
+from jaxmle._fit import Fit
+from jaxmle._status import Status
+
+STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets still run
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Static shape of a batched solve: ``devices * chunks * chunk`` padded datasets.
+
+    ``quota``: a round of ``chunk`` datasets ends when at most this many still run.
+    """
+
+    devices: int
+    chunks: int
+    chunk: int
+    quota: int
+
+    @property
+    def padded(self) -> int:
+        return self.devices * self.chunks * self.chunk
+
+
+def layout(batch: int, chunk_size: int, devices: int) -> Layout:
+    """Equal chunks of at most ``chunk_size`` covering ``batch`` datasets on ``devices``.
+
+    Padding is kept below one dataset per chunk (a remainder chunk would compile the body
+    a second time).
+    """
+    devices = max(1, min(devices, batch))
+    per_device = -(-batch // devices)
+    chunks = -(-per_device // chunk_size)
+    chunk = -(-per_device // chunks)
+    return Layout(devices, chunks, chunk, chunk // STRAGGLER_FRACTION)
+
+
+def _chunked(tree, chunks: int):
+    return jax.tree_util.tree_map(lambda x: x.reshape((chunks, -1) + x.shape[1:]), tree)
+
+
+def _unchunked(tree):
+    return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+def _solve_device(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
+    """All datasets of one device: leading axis ``chunks * chunk`` on every argument."""
+    start = jax.vmap(functools.partial(_solve.start_one, spec, init))
+    step = jax.vmap(functools.partial(_solve.step_one, spec))
+    finish = jax.vmap(functools.partial(_solve.finish_one, spec))
+    total = lay.chunks * lay.chunk
+
+    loops = _unchunked(jax.lax.map(lambda slices: start(*slices),
+                                   _chunked((data, weights, mask, valid), lay.chunks)))
+
+    def round_(loops):
+        # The first ``chunk`` running datasets (unused slots point past the end) step
+        # together until at most ``quota`` of them still run, or all stop in a last round.
+        running = _loop.running(loops)
+        index = jnp.nonzero(running, size=lay.chunk, fill_value=total)[0]
+        quota = jnp.where(jnp.sum(running) > lay.chunk, lay.quota, 0)
+        take = lambda x: jnp.take(x, index, axis=0, mode="clip")
+        slices = jax.tree_util.tree_map(take, (data, weights, mask))
+        sub = jax.tree_util.tree_map(take, loops)
+        sub = sub._replace(status=jnp.where(index < total, sub.status, int(Status.CONVERGED)))
+        sub = jax.lax.while_loop(lambda sub: jnp.sum(_loop.running(sub)) > quota,
+                                 lambda sub: step(sub, *slices), sub)
+        return jax.tree_util.tree_map(lambda x, y: x.at[index].set(y, mode="drop"), loops, sub)
+
+    loops = jax.lax.while_loop(lambda loops: jnp.any(_loop.running(loops)), round_, loops)
+    fits = jax.lax.map(lambda slices: finish(*slices),
+                       _chunked((loops, data, weights, mask), lay.chunks))
+    return _unchunked(fits)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def solve(spec: _solve.FitSpec, lay: Layout, init, data, weights, mask, valid) -> Fit:
+    """The batched fit of ``lay.padded`` datasets (leading axis on data, weights, mask, valid)."""
+    solve_device = functools.partial(_solve_device, spec, lay)
+    if lay.devices == 1:
+        return solve_device(init, data, weights, mask, valid)
+    mesh = jax.make_mesh((lay.devices,), ("batch",), axis_types=(AxisType.Auto,),
+                         devices=jax.local_devices()[:lay.devices])
+    batch = PartitionSpec("batch")
+    return jax.shard_map(solve_device, mesh=mesh, in_specs=(PartitionSpec(), batch, batch, batch, batch),
+                         out_specs=batch, check_vma=False)(init, data, weights, mask, valid)
+
+
+def pad(leaf, padded: int):
+    """``leaf`` (host array or None) extended to ``padded`` rows with copies of row 0."""
+    if leaf is None or leaf.shape[0] == padded:
+        return leaf
+    return np.concatenate([leaf, np.repeat(leaf[:1], padded - leaf.shape[0], axis=0)])

@@ -1,0 +1,115 @@
+"""One dataset's fit as traceable pieces: start, one iteration, finish.
+
+``fit`` runs them in a ``lax.while_loop``; the batched driver (``_batch``) steps many
+datasets together and can move a slow one to another chunk between iterations, which is
+why an iteration is a function of its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmle import _information, _loop, _optax_solver, _parameters
+from jaxmle._fit import Fit
+from jaxmle._objective import Model, likelihood, objective
+from jaxmle._status import RUNNING, Status
+
+
+@dataclasses.dataclass(frozen=True)
+class FitSpec:
+    """Everything static about a fit: it keys the compiled-function cache."""
+
+    model: Model
+    space: _parameters.ParameterSpace
+    solver: object
+    init_fn: Callable | None
+    cov_kind: str
+    max_iter: int
+    gtol: float
+    xtol: float
+
+
+def _data_ok(data, active) -> jax.Array:
+    """False when an active observation (or, for a scalar density, any entry) is NaN."""
+    ok = jnp.ones((), bool)
+    for leaf in jax.tree_util.tree_leaves(data):
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            continue
+        bad = jnp.isnan(leaf)
+        if active is not None and leaf.ndim >= 1 and leaf.shape[0] == active.shape[0]:
+            bad = bad & active.reshape(active.shape + (1,) * (leaf.ndim - 1))
+        ok = ok & ~jnp.any(bad)
+    return ok
+
+
+class _Problem(NamedTuple):
+    """One dataset's likelihood, the loss the solver minimises, and pre-solve checks."""
+
+    lik: object
+    loss: object          # the solver's Objective
+    n_obs: jax.Array | None
+    blocked: jax.Array    # a Status code, or RUNNING when the data allow a solve
+
+
+def _problem(spec: FitSpec, data, weights, mask, valid) -> _Problem:
+    model = spec.model
+    lik = likelihood(model, spec.space, data, weights, mask)
+    if model.per_observation:
+        n_obs = jnp.sum(jnp.where(lik.active, lik.weights, 0.0))
+        enough = n_obs >= spec.space.n_free
+    else:
+        n_obs, enough = None, jnp.ones((), bool)
+    blocked = jnp.where(~_data_ok(data, lik.active), int(Status.INVALID_DATA),
+                        jnp.where(~enough, int(Status.TOO_FEW_OBSERVATIONS), RUNNING))
+    # Padding datasets of a batch (valid False) are blocked: they never iterate.
+    blocked = jnp.where(valid, blocked, int(Status.INVALID_DATA))
+    mean_loss = (isinstance(spec.solver, _optax_solver.OptaxSolver)
+                 and not spec.solver.line_search and model.per_observation)
+    scale = 1.0 / jnp.maximum(n_obs, 1.0) if mean_loss else 1.0
+    return _Problem(lik, objective(lik, scale), n_obs, blocked)
+
+
+def start_one(spec: FitSpec, init, data, weights, mask, valid=True) -> _loop.LoopState:
+    """The loop state of one dataset at its start (traceable)."""
+    problem = _problem(spec, data, weights, mask, valid)
+    params0 = spec.init_fn(data) if spec.init_fn is not None else init
+    # A callable init may return integers; the solver works in the scope's float dtype.
+    z0 = spec.space.to_unconstrained(params0).astype(jnp.result_type(float))
+    return _loop.start(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
+                       blocked=problem.blocked)
+
+
+def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
+    """One iteration of one dataset; a no-op once it has finished (traceable)."""
+    problem = _problem(spec, data, weights, mask, True)
+    return _loop.advance(spec.solver, problem.loss, loop, max_iter=spec.max_iter, gtol=spec.gtol)
+
+
+def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit:
+    """Certifies the final iterate and computes covariances: the ``Fit`` (traceable)."""
+    space = spec.space
+    problem = _problem(spec, data, weights, mask, True)
+    z = loop.solver_state.z
+    derivatives = spec.solver.derivatives(objective(problem.lik), loop.solver_state)
+    assessed = _information.assess(derivatives, problem.lik, space, z, loop.status,
+                                   cov_kind=spec.cov_kind, xtol=spec.xtol)
+    return Fit(
+        params=space.to_constrained(z),
+        se=space.unflatten(jnp.sqrt(jnp.diag(assessed.cov))),
+        cov=assessed.cov, loglik=assessed.loglik, status=assessed.status,
+        n_iter=loop.n_iter, grad_norm=assessed.grad_norm, n_obs=problem.n_obs,
+        n_params=space.n_free, names=space.names, method=spec.solver.name,
+        cov_kind=spec.cov_kind)
+
+
+def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
+    """Fits one dataset (traceable)."""
+    loop = start_one(spec, init, data, weights, mask)
+    loop = jax.lax.while_loop(_loop.running,
+                              lambda loop: step_one(spec, loop, data, weights, mask), loop)
+    return finish_one(spec, loop, data, weights, mask)

@@ -1,0 +1,182 @@
+"""Scale features: straggler compaction, streaming blocks, devices, the compilation cache."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxmle as jm
+from jaxmle import _batch
+from models import CASES, simulate
+
+NORMAL = CASES["normal"]
+# Datasets vectorised in groups of different widths round differently in the last bits.
+REGROUP_RTOL = 1e-12
+
+
+def _normal_batch(x, **options):
+    return jm.fit_batch(NORMAL.log_density, NORMAL.init, x, constraints=NORMAL.constraints,
+                        **options)
+
+
+def _assert_same_fits(actual, expected, rtol=REGROUP_RTOL):
+    np.testing.assert_array_equal(actual.status, expected.status)
+    np.testing.assert_array_equal(actual.n_iter, expected.n_iter)
+    for key in ("mu", "sigma"):
+        np.testing.assert_allclose(actual.params[key], expected.params[key], rtol=rtol)
+        np.testing.assert_allclose(actual.se[key], expected.se[key], rtol=rtol)
+    np.testing.assert_allclose(actual.loglik, expected.loglik, rtol=rtol)
+
+
+@pytest.fixture(scope="module")
+def straggling():
+    """64 Normal datasets; every 16th on a scale 300x larger needs about twice the iterations."""
+    x = simulate("normal", batch=64, seed=11)
+    x[::16] *= 300.0
+    return x
+
+
+def test_layout_pads_less_than_one_dataset_per_chunk():
+    for batch, chunk_size, devices in [(1, 256, 1), (1000, 256, 1), (1025, 256, 1), (10, 4, 4),
+                                       (3, 256, 4), (4097, 512, 2)]:
+        lay = _batch.layout(batch, chunk_size, devices)
+        assert lay.chunk <= chunk_size and lay.devices <= devices
+        assert batch <= lay.padded < batch + lay.devices * lay.chunks
+
+
+def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggling):
+    # chunk 32 -> quota 2: rounds end with stragglers still running, which are gathered
+    # with fresh datasets into the next round; chunk 8 -> quota 0: plain chunks.
+    compacted = _normal_batch(straggling, chunk_size=32)
+    plain = _normal_batch(straggling, chunk_size=8)
+    slow = np.arange(64) % 16 == 0
+    assert compacted.converged.all()
+    assert compacted.n_iter[slow].min() > compacted.n_iter[~slow].max()
+    _assert_same_fits(compacted, plain)
+    for b in (0, 1, 16):
+        one = jm.fit(NORMAL.log_density, NORMAL.init, straggling[b], constraints=NORMAL.constraints)
+        assert int(one.n_iter) == int(compacted.n_iter[b])
+        np.testing.assert_allclose(compacted.params["mu"][b], one.params["mu"], rtol=1e-9)
+
+
+def _blocks(x, size):
+    return (x[start:start + size] for start in range(0, len(x), size))
+
+
+def test_stream_equals_one_call_and_compiles_once(straggling):
+    whole = _normal_batch(straggling, chunk_size=32)
+    traces = []
+
+    def counting_density(params, x):
+        traces.append(1)
+        return NORMAL.log_density(params, x)
+
+    blocks = list(jm.fit_stream(counting_density, NORMAL.init, _blocks(straggling, 24),
+                                block_size=24, chunk_size=32, constraints=NORMAL.constraints))
+    assert [len(b) for b in blocks] == [24, 24, 16]
+    traced_first_block = len(traces)
+    streamed = jm.concat_fits(blocks)
+    _assert_same_fits(streamed, whole)
+    # A second stream of the same block size reuses the compiled fit: only validation
+    # (abstract evaluation, cached per shape) may call the density, never a new trace.
+    list(jm.fit_stream(counting_density, NORMAL.init, _blocks(straggling, 24), block_size=24,
+                       chunk_size=32, constraints=NORMAL.constraints))
+    assert len(traces) == traced_first_block
+
+
+def test_stream_masks_progress_and_errors():
+    rng = np.random.default_rng(3)
+    x = rng.exponential(0.5, size=(10, 40))
+    mask = np.arange(40)[None, :] < rng.integers(5, 41, size=(10, 1))
+    expon = CASES["exponential"]
+    whole = jm.fit_batch(expon.log_density, expon.init, x, mask=mask, constraints=expon.constraints)
+    out = io.StringIO()
+    streamed = jm.concat_fits(jm.fit_stream(
+        expon.log_density, expon.init, (jm.Block(x[i:i + 4], mask=mask[i:i + 4]) for i in (0, 4, 8)),
+        block_size=4, total=10, progress=True, progress_stream=out, constraints=expon.constraints))
+    np.testing.assert_array_equal(streamed.n_obs, mask.sum(axis=1))
+    np.testing.assert_allclose(streamed.params["rate"], whole.params["rate"], rtol=REGROUP_RTOL)
+    assert "fitted 10 / 10 datasets (100%)" in out.getvalue()
+
+    with pytest.raises(ValueError, match="more than block_size=4"):
+        list(jm.fit_stream(expon.log_density, expon.init, [x[:5]], block_size=4,
+                           constraints=expon.constraints))
+    with pytest.raises(ValueError, match="differs from block 0"):
+        list(jm.fit_stream(expon.log_density, expon.init, [x[:4], x[4:8, :20]], block_size=4,
+                           constraints=expon.constraints))
+    with pytest.raises(ValueError, match="at least one"):
+        jm.concat_fits([])
+
+
+def test_stream_does_not_leak_float64_between_blocks():
+    stream = jm.fit_stream(NORMAL.log_density, NORMAL.init, _blocks(simulate("normal", 8, 2), 4),
+                           block_size=4, constraints=NORMAL.constraints)
+    next(stream)
+    assert jnp.zeros(1).dtype == (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    with jax.enable_x64(False):
+        assert jnp.zeros(1).dtype == jnp.float32
+        next(stream)
+        assert jnp.zeros(1).dtype == jnp.float32
+
+
+def _run_python(code: str, env_extra: dict) -> str:
+    env = {**os.environ, **env_extra}
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+def test_batch_spreads_over_four_local_devices_with_unchanged_results(tmp_path, straggling):
+    np.save(tmp_path / "x.npy", straggling)
+    out = _run_python(f"""
+        import json, jax, numpy as np, jaxmle as jm
+        from jaxmle import _batch
+        from jax.scipy import stats
+        x = np.load({str(tmp_path / "x.npy")!r})
+        ld = lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"])
+        fits = jm.fit_batch(ld, {{"mu": 0.0, "sigma": 1.0}}, x, constraints={{"sigma": jm.positive}},
+                            chunk_size=32)
+        np.savez({str(tmp_path / "fits.npz")!r}, mu=fits.params["mu"], sigma=fits.params["sigma"],
+                 se=fits.se["sigma"], status=fits.status, n_iter=fits.n_iter)
+        print(json.dumps({{"devices": jax.local_device_count(),
+                          "layout": _batch.layout(len(x), 32, jax.local_device_count()).devices}}))
+        """, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report == {"devices": 4, "layout": 4}
+    sharded = np.load(tmp_path / "fits.npz")
+    single = _normal_batch(straggling, chunk_size=32)
+    np.testing.assert_array_equal(sharded["status"], single.status)
+    np.testing.assert_array_equal(sharded["n_iter"], single.n_iter)
+    np.testing.assert_allclose(sharded["mu"], single.params["mu"], rtol=REGROUP_RTOL)
+    np.testing.assert_allclose(sharded["sigma"], single.params["sigma"], rtol=REGROUP_RTOL)
+    np.testing.assert_allclose(sharded["se"], single.se["sigma"], rtol=REGROUP_RTOL)
+
+
+def test_compilation_cache_is_reused_by_a_second_process(tmp_path):
+    code = f"""
+        import logging, numpy as np, jaxmle as jm
+        from jax.scipy import stats
+        logging.basicConfig(level=logging.WARNING)
+        logging.getLogger("jax._src.compiler").setLevel(logging.DEBUG)
+        jm.enable_compilation_cache({str(tmp_path / "cache")!r})
+        x = np.random.default_rng(0).normal(1.0, 2.0, size=50)
+        f = jm.fit(lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"]), {{"mu": 0.0, "sigma": 1.0}},
+                   x, constraints={{"sigma": jm.positive}})
+        print(repr(float(f.params["mu"])))
+        """
+    first = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                           text=True, timeout=300, check=True)
+    assert os.listdir(tmp_path / "cache")
+    second = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                            text=True, timeout=300, check=True)
+    assert "Persistent compilation cache hit" in second.stderr
+    assert "Persistent compilation cache hit" not in first.stderr
+    assert first.stdout == second.stdout
