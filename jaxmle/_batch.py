@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, PartitionSpec
 
-from jaxmle import _loop, _solve
+from jaxmle import _loop, _solve, _xla
 from jaxmle._fit import Fit
 from jaxmle._status import Status
 
@@ -103,8 +103,7 @@ def _solve_device(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
     return _unchunked(fits)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def solve(spec: _solve.FitSpec, lay: Layout, init, data, weights, mask, valid) -> Fit:
+def _solve_batch(spec: _solve.FitSpec, lay: Layout, init, data, weights, mask, valid) -> Fit:
     """The batched fit of ``lay.padded`` datasets (leading axis on data, weights, mask, valid)."""
     solve_device = functools.partial(_solve_device, spec, lay)
     if lay.devices == 1:
@@ -114,6 +113,9 @@ def solve(spec: _solve.FitSpec, lay: Layout, init, data, weights, mask, valid) -
     batch = PartitionSpec("batch")
     return jax.shard_map(solve_device, mesh=mesh, in_specs=(PartitionSpec(), batch, batch, batch, batch),
                          out_specs=batch, check_vma=False)(init, data, weights, mask, valid)
+
+
+solve = _xla.jit(_solve_batch, static_argnums=(0, 1))
 
 
 def pad(leaf, padded: int):

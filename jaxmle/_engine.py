@@ -19,6 +19,7 @@ from jaxmle import (
     _parameters,
     _precision,
     _validation,
+    _xla,
 )
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
@@ -43,7 +44,7 @@ def _solver_for(method):
                      "or an optax.GradientTransformation")
 
 
-_fit_compiled = jax.jit(fit_one, static_argnums=0)
+_fit_compiled = _xla.jit(fit_one, static_argnums=0)
 
 
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
