@@ -36,7 +36,7 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
                method="newton", constraints=None, log_prior: Callable | None = None,
                cov: str = "observed", max_iter: int | None = None, gtol: float | None = None,
                precision: str = "float64",
-               chunk_size: int = _engine.DEFAULT_CHUNK_SIZE) -> Iterator[Fit]:
+               chunk_size: int | None = None) -> Iterator[Fit]:
     """Fits a stream of blocks of datasets, yielding one batched ``Fit`` per block.
 
     Each block is what ``fit_batch`` takes as ``data`` (a leading batch axis of at most
@@ -75,8 +75,6 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
     block_size = int(block_size)
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    _engine._check_chunk_size(chunk_size)
-    lay = _batch.layout(block_size, int(chunk_size), jax.local_device_count())
     bar = _progress.Progress(total, enabled=progress, stream=progress_stream)
     first_spec, pending = None, None
     for number, block in enumerate(blocks):
@@ -93,6 +91,8 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
                 raise ValueError(f"block {number} has {size} datasets, more than block_size={block_size}")
             if first_spec is None:
                 first_spec = spec
+                chunk_size = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+                lay = _batch.layout(block_size, chunk_size, jax.local_device_count())
             elif spec != first_spec:
                 raise ValueError(f"block {number} differs from block 0 in its shapes after the "
                                  "batch axis; every block must match")
