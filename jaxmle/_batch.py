@@ -34,9 +34,9 @@ from jaxmle._status import Status
 
 STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets still run
 # A chunk's data and per-observation derivative terms should stay in cache: measured on
-# the project's 2-core CPU, the best chunk was 32-128 Normal datasets of 1,000 observations
-# but 8 logistic-regression datasets (k = 5) of the same n (benchmarks/RESULTS.md).
-CHUNK_BYTES = 2 * 2**20
+# the project's quiet 2-core CPU, the best chunks were 128-256 Normal datasets (k = 2) of
+# 1,000 observations and 32-64 logistic-regression datasets (k = 5) of the same n.
+CHUNK_BYTES = 8 * 2**20
 MIN_CHUNK, MAX_CHUNK = 8, 256
 
 

@@ -3,15 +3,12 @@
 Solvers minimise ``loss(z) = -scale * (sum_i w_i l_i(theta(z)) + log_prior(theta(z)))`` over
 the unconstrained vector ``z`` (sign flip and reparameterisation happen here only).
 
-Derivatives: reverse mode for value and gradient (the quasi-Newton and gradient methods),
-forward mode throughout for Newton's (value, gradient, Hessian): with k parameters the
-Hessian is k x k forward tangents pushed through each observation's terms, elementwise
-work that XLA fuses into the reductions over observations (with jaxmle's compiler options,
-``_xla``). Measured in the full Newton loop on the project's CPU (2,000 datasets x 1,000
-observations, steady seconds, forward-over-forward vs forward-over-reverse with value and
-gradient as auxiliary outputs): Normal 0.247 vs 0.268, hand-written Normal 0.244 vs 0.269,
-Gamma 0.390 vs 0.566, logistic regression k = 5 (500 datasets) 0.194 vs 0.200; see
-``benchmarks/RESULTS.md``.
+Derivatives: reverse mode for value and gradient, forward-over-reverse for the Hessian,
+with value and gradient returned as auxiliary outputs of the same pass. With jaxmle's CPU
+compiler options (``_xla``) forward-over-forward was no faster in the full Newton loop
+(quiet 2-core CPU, steady seconds, forward-over-reverse vs forward-over-forward: Normal
+10,000 x 1,000 0.52 vs 0.57, Gamma 1.68 vs 1.79, logistic k = 5 1,000 x 1,000 0.38-0.42
+vs 0.38-0.46); see ``benchmarks/RESULTS.md``.
 
 Padding and zero weights: an observation is *active* when its mask entry is True and its
 weight is > 0. Inactive observations contribute exactly 0 to the value and to every
@@ -110,12 +107,14 @@ def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
     def value(z):
         return -scale * (lik.loglik(z) + lik.log_prior(z))
 
-    grad = jax.jacfwd(value)
+    value_and_grad = jax.value_and_grad(value)
+
+    def grad_with_value(z):
+        val, grad = value_and_grad(z)
+        return grad, (val, grad)
 
     def value_grad_hessian(z):
-        # Three forward-mode computations over the same data; XLA fuses them into shared
-        # passes (see the module docstring).
-        hessian = jax.jacfwd(grad)(z)
-        return value(z), grad(z), 0.5 * (hessian + hessian.T)
+        hessian, (val, grad) = jax.jacfwd(grad_with_value, has_aux=True)(z)
+        return val, grad, 0.5 * (hessian + hessian.T)
 
-    return Objective(value, jax.value_and_grad(value), value_grad_hessian)
+    return Objective(value, value_and_grad, value_grad_hessian)
