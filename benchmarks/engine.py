@@ -58,7 +58,10 @@ def main(datasets: int = 1_000, methods=("newton", "bfgs", "lbfgs")) -> None:
     for name, (log_density, init, data, constraints) in workloads(datasets, rng).items():
         reference = None
         for method in methods:
-            run = lambda: jm.fit_batch(log_density, init, data, constraints=constraints, method=method)
+            def run(log_density=log_density, init=init, data=data, constraints=constraints,
+                    method=method):
+                return jm.fit_batch(log_density, init, data, constraints=constraints, method=method)
+
             start = time.perf_counter(); run(); first = time.perf_counter() - start
             start = time.perf_counter(); fits = run(); steady = time.perf_counter() - start
             estimate = _flat(fits.params, datasets)

@@ -4,12 +4,12 @@ A batch of ``B`` datasets is laid out as ``devices x chunks x chunk`` (padded at
 with blocked copies of dataset 0 that never iterate and are dropped). On each device:
 
 1. Every dataset is started (loss and derivatives at its start, stopping test).
-2. Rounds of continuous batching: the first ``chunk`` still-running datasets are gathered
-   and step together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of
-   them still run; they are scattered back and the next round gathers the stragglers with
-   fresh datasets. A vmapped loop costs as much as its slowest member; this way a slow
-   dataset (a straggler) holds one lane, not a whole chunk, and lanes freed by finished
-   datasets are refilled. The last round runs until every dataset has stopped.
+2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
+   together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of them
+   still run; their states are written back, and the lanes of finished datasets take the
+   next datasets in order, while the stragglers stay. A vmapped loop costs as much as its
+   slowest member; this way a slow dataset holds one lane, not a whole chunk. Once no fresh
+   dataset is left, the last round runs until every dataset has stopped.
 3. Every dataset's final iterate is certified and its covariance computed (chunked again,
    so per-observation scores never exist for the whole batch at once).
 
@@ -37,7 +37,7 @@ STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets stil
 # the project's quiet 2-core CPU, the best chunks were 128-256 Normal datasets (k = 2) of
 # 1,000 observations and 32-64 logistic-regression datasets (k = 5) of the same n.
 CHUNK_BYTES = 8 * 2**20
-MIN_CHUNK, MAX_CHUNK = 8, 256
+MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills the cache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,21 +99,34 @@ def _solve_device(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
     loops = _unchunked(jax.lax.map(lambda slices: start(*slices),
                                    _chunked((data, weights, mask, valid), lay.chunks)))
 
-    def round_(loops):
-        # The first ``chunk`` running datasets (unused slots point past the end) step
-        # together until at most ``quota`` of them still run, or all stop in a last round.
-        running = _loop.running(loops)
-        index = jnp.nonzero(running, size=lay.chunk, fill_value=total)[0]
-        quota = jnp.where(jnp.sum(running) > lay.chunk, lay.quota, 0)
+    def load(loops, index):
+        """The loop states and data of datasets ``index`` (past the end: finished dummies)."""
         take = lambda x: jnp.take(x, index, axis=0, mode="clip")
-        slices = jax.tree_util.tree_map(take, (data, weights, mask))
-        sub = jax.tree_util.tree_map(take, loops)
-        sub = sub._replace(status=jnp.where(index < total, sub.status, int(Status.CONVERGED)))
-        sub = jax.lax.while_loop(lambda sub: jnp.sum(_loop.running(sub)) > quota,
-                                 lambda sub: step(sub, *slices), sub)
-        return jax.tree_util.tree_map(lambda x, y: x.at[index].set(y, mode="drop"), loops, sub)
+        lanes = jax.tree_util.tree_map(take, loops)
+        lanes = lanes._replace(status=jnp.where(index < total, lanes.status, int(Status.CONVERGED)))
+        return lanes, jax.tree_util.tree_map(take, (data, weights, mask))
 
-    loops = jax.lax.while_loop(lambda loops: jnp.any(_loop.running(loops)), round_, loops)
+    def round_(carry):
+        # The lanes step together until at most ``quota`` still run (all stop once no fresh
+        # dataset is left); the results are written back and finished lanes take the next
+        # datasets in order. Every round costs O(chunk), whatever the batch size.
+        loops, index, cursor = carry
+        lanes, slices = load(loops, index)
+        quota = jnp.where(cursor < total, lay.quota, 0)
+        lanes = jax.lax.while_loop(lambda lanes: jnp.sum(_loop.running(lanes)) > quota,
+                                   lambda lanes: step(lanes, *slices), lanes)
+        loops = jax.tree_util.tree_map(lambda x, y: x.at[index].set(y, mode="drop"), loops, lanes)
+        finished = ~_loop.running(lanes)
+        index = jnp.where(finished, cursor + jnp.cumsum(finished) - 1, index)
+        return loops, jnp.minimum(index, total), cursor + jnp.sum(finished)
+
+    def more(carry):
+        loops, index, cursor = carry
+        lane_running = jnp.take(_loop.running(loops), index, mode="clip") & (index < total)
+        return (cursor < total) | jnp.any(lane_running)
+
+    first = jnp.arange(lay.chunk)
+    loops, _, _ = jax.lax.while_loop(more, round_, (loops, first, jnp.asarray(lay.chunk)))
     fits = jax.lax.map(lambda slices: finish(*slices),
                        _chunked((loops, data, weights, mask), lay.chunks))
     return _unchunked(fits)

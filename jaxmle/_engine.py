@@ -160,7 +160,7 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
             whatever their value.
         weights: optional ``(B, n)`` per-observation weights.
         chunk_size: datasets vectorised together (default: chosen so that a chunk's data
-            and derivative terms stay in cache, between 8 and 256). A dataset that needs
+            and derivative terms stay in cache, at most 256). A dataset that needs
             many iterations holds up one slot of a chunk, not the batch (``_batch``).
 
     Returns:
