@@ -33,18 +33,19 @@ workload, cache = sys.argv[1], sys.argv[2]
 if cache:
     jm.enable_compilation_cache(cache)
 rng = np.random.default_rng(0)
+# One function object per model: a new lambda per call would be a new model to compile.
+normal = lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"])
+gamma = lambda p, x: stats.gamma.logpdf(x, p["shape"], scale=1 / p["rate"])
 if workload == "single":
     x = rng.normal(7.2, 2.8, size=1_000)
-    run = lambda: jm.fit(lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"]),
-                         {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": jm.positive})
+    run = lambda: jm.fit(normal, {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": jm.positive})
 elif workload == "normal":
     x = rng.normal(7.2, 2.8, size=(10_000, 1_000))
-    run = lambda: jm.fit_batch(lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"]),
-                               {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": jm.positive})
+    run = lambda: jm.fit_batch(normal, {"mu": 0.0, "sigma": 1.0}, x,
+                               constraints={"sigma": jm.positive})
 elif workload == "gamma":
     x = rng.gamma(2.5, 1 / 1.7, size=(10_000, 1_000))
-    run = lambda: jm.fit_batch(lambda p, x: stats.gamma.logpdf(x, p["shape"], scale=1 / p["rate"]),
-                               {"shape": 1.0, "rate": 1.0}, x, constraints=jm.positive)
+    run = lambda: jm.fit_batch(gamma, {"shape": 1.0, "rate": 1.0}, x, constraints=jm.positive)
 else:
     X = np.concatenate([np.ones((1_000, 1_000, 1)), rng.normal(size=(1_000, 1_000, 4))], axis=2)
     y = (rng.uniform(size=(1_000, 1_000)) < 0.5).astype(float)

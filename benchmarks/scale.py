@@ -18,7 +18,6 @@ Run:  python benchmarks/scale.py [--max-datasets 100000] [--max-obs 100000] [--q
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -80,7 +79,11 @@ def simulate(rng: np.random.Generator, shape) -> np.ndarray:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """This process's peak resident memory (Linux ``VmHWM``; ``ru_maxrss`` would carry
+    the parent's peak over into a child process)."""
+    with open("/proc/self/status") as status:
+        line = next(line for line in status if line.startswith("VmHWM:"))
+    return int(line.split()[1]) / 1024  # kB
 
 
 def measure_memory(datasets: int, obs: int) -> dict:

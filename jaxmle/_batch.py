@@ -38,23 +38,27 @@ STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets stil
 # 1,000 observations and 32-64 logistic-regression datasets (k = 5) of the same n.
 CHUNK_BYTES = 8 * 2**20
 MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills the cache
+# Continuous batching runs over windows of at most this many chunks, one window after
+# another: a round then costs O(window), not O(batch), so time stays linear in B.
+WINDOW_CHUNKS = 16
 
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
-    """Static shape of a batched solve: ``devices * chunks * chunk`` padded datasets.
+    """Static shape of a batched solve: ``devices * windows * chunks * chunk`` datasets.
 
     ``quota``: a round of ``chunk`` datasets ends when at most this many still run.
     """
 
     devices: int
-    chunks: int
+    windows: int
+    chunks: int  # per window
     chunk: int
     quota: int
 
     @property
     def padded(self) -> int:
-        return self.devices * self.chunks * self.chunk
+        return self.devices * self.windows * self.chunks * self.chunk
 
 
 def auto_chunk_size(bytes_per_dataset: int, n_obs: int | None, n_free: int) -> int:
@@ -76,9 +80,11 @@ def layout(batch: int, chunk_size: int, devices: int) -> Layout:
     """
     devices = max(1, min(devices, batch))
     per_device = -(-batch // devices)
-    chunks = -(-per_device // chunk_size)
-    chunk = -(-per_device // chunks)
-    return Layout(devices, chunks, chunk, chunk // STRAGGLER_FRACTION)
+    all_chunks = -(-per_device // chunk_size)
+    windows = -(-all_chunks // WINDOW_CHUNKS)
+    chunks = -(-all_chunks // windows)
+    chunk = -(-per_device // (windows * chunks))
+    return Layout(devices, windows, chunks, chunk, chunk // STRAGGLER_FRACTION)
 
 
 def _chunked(tree, chunks: int):
@@ -90,7 +96,13 @@ def _unchunked(tree):
 
 
 def _solve_device(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
-    """All datasets of one device: leading axis ``chunks * chunk`` on every argument."""
+    """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere."""
+    return _unchunked(jax.lax.map(lambda window: _solve_window(spec, lay, init, *window),
+                                  _chunked((data, weights, mask, valid), lay.windows)))
+
+
+def _solve_window(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
+    """The datasets of one window: leading axis ``chunks * chunk`` on every argument."""
     start = jax.vmap(functools.partial(_solve.start_one, spec, init))
     step = jax.vmap(functools.partial(_solve.step_one, spec))
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))

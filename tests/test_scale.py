@@ -45,10 +45,10 @@ def straggling():
 
 def test_layout_pads_less_than_one_dataset_per_chunk():
     for batch, chunk_size, devices in [(1, 256, 1), (1000, 256, 1), (1025, 256, 1), (10, 4, 4),
-                                       (3, 256, 4), (4097, 512, 2)]:
+                                       (3, 256, 4), (4097, 512, 2), (100_003, 128, 1)]:
         lay = _batch.layout(batch, chunk_size, devices)
         assert lay.chunk <= chunk_size and lay.devices <= devices
-        assert batch <= lay.padded < batch + lay.devices * lay.chunks
+        assert batch <= lay.padded < batch + lay.devices * lay.windows * lay.chunks
 
 
 def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggling):
