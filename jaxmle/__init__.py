@@ -4,6 +4,7 @@ The public surface is this module; everything else is private. See the README an
 ``shared/API.md`` for the contract.
 """
 
+from jaxmle import models
 from jaxmle._cache import enable_compilation_cache
 from jaxmle._constraints import interval, positive, real, simplex, unit_interval
 from jaxmle._distributed import gather_fits, process_shard
@@ -26,6 +27,7 @@ __all__ = [
            "gather_fits",
            "interval",
            "lr_test",
+           "models",
            "positive",
            "process_shard",
            "real",

@@ -25,6 +25,7 @@ from jaxmle._fit import Fit
 from jaxmle._newton import Newton
 from jaxmle._objective import Model
 from jaxmle._solve import FitSpec, fit_one
+from jaxmle.models import ReadyModel
 
 METHODS = ("newton", "bfgs", "lbfgs")
 DEFAULT_MAX_ITER = {"newton": 100, "bfgs": 500, "lbfgs": 500}
@@ -49,6 +50,14 @@ _fit_compiled = _xla.jit(fit_one, static_argnums=0)
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
              max_iter, gtol, precision, batched):
     """Validates every input before tracing; returns ``(spec, init, data, weights, mask)``."""
+    if isinstance(log_density, ReadyModel):
+        # A ready model supplies what the caller leaves out: its start and constraints.
+        init = log_density.start if init is None else init
+        constraints = log_density.constraints if constraints is None else constraints
+        log_density = log_density.log_density
+    elif init is None:
+        raise TypeError("init is required (None is only accepted with a ready model from "
+                        "jm.models)")
     if not callable(log_density):
         raise TypeError(f"log_density must be a function log_density(params, data), got {log_density!r}")
     if log_prior is not None and not callable(log_prior):
@@ -101,7 +110,9 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
 
     Args:
         log_density: ``log_density(params, data)``, traceable JAX code returning the total
-            log-likelihood (scalar) or per-observation terms (shape ``(n,)``, summed here).
+            log-likelihood (scalar) or per-observation terms (shape ``(n,)``, summed here);
+            or a ready model from ``jm.models`` (then ``init=None`` uses its data-driven
+            start and ``constraints=None`` its constraints).
         init: starting values, any pytree of floats/arrays in the user's coordinates, or a
             callable ``init(data) -> pytree`` for data-dependent starts.
         data: any pytree of arrays, passed to ``log_density`` untouched (no NaN allowed).

@@ -1,0 +1,188 @@
+"""Ready models: classic distributions and regressions for ``jm.fit`` / ``jm.fit_batch``.
+
+A ready model is a ``ReadyModel``: a per-observation log-density, its constraints, a
+data-driven start and, where one exists, the closed-form MLE. Pass it in place of the
+log-density, with ``init=None`` for its start (or a start of your own):
+
+    >>> import numpy as np
+    >>> import jaxmle as jm
+    >>> x = np.random.default_rng(0).poisson(4.2, size=500)
+    >>> f = jm.fit(jm.models.poisson, None, x)
+    >>> bool(f.converged), bool(np.isclose(f.params["rate"], x.mean(), rtol=1e-9))
+    (True, True)
+
+Data conventions (one dataset; ``fit_batch`` adds a leading batch axis to every leaf):
+``bernoulli`` y in {0, 1}; ``binomial`` a pair ``(successes, trials)``; ``geometric`` the
+number of trials up to and including the first success (1, 2, ...); ``poisson`` counts;
+``exponential``, ``lognormal`` positive values; ``categorical(k)`` codes 0 .. k-1;
+``linear_regression`` a pair ``(X, y)`` with ``X`` of shape ``(n, p)`` (include a column of
+ones for an intercept). Closed forms and starts are traceable functions of one dataset's
+data (``jax.vmap`` them over a batch).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax.numpy as jnp
+from jax.scipy import special, stats
+
+from jaxmle._constraints import positive, simplex, unit_interval
+
+# Starts are kept this far inside the unit interval, so that data with all successes or
+# all failures still give a finite start (the fit then reports BOUNDARY).
+_INTERIOR = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadyModel:
+    """A model the engine can fit without further input.
+
+    Attributes:
+        name: short name.
+        log_density: ``log_density(params, data) -> (n,)`` per-observation terms.
+        start: ``start(data) -> params``, a data-driven starting point (traceable).
+        constraints: constraints pytree for ``params``.
+        closed_form: ``closed_form(data) -> params``, the exact MLE, or None.
+        parameters: a line describing each parameter.
+    """
+
+    name: str
+    log_density: Callable
+    start: Callable
+    constraints: Any
+    closed_form: Callable | None
+    parameters: str
+
+
+def _inside_unit(p):
+    return jnp.clip(p, _INTERIOR, 1.0 - _INTERIOR)
+
+
+def _bernoulli_log_density(params, y):
+    return special.xlogy(y, params["p"]) + special.xlog1py(1.0 - y, -params["p"])
+
+
+def _bernoulli_mle(y):
+    return {"p": jnp.mean(y)}
+
+
+bernoulli = ReadyModel(
+    "bernoulli", _bernoulli_log_density, lambda y: {"p": _inside_unit(jnp.mean(y))},
+    {"p": unit_interval}, _bernoulli_mle, "p: success probability")
+
+
+def _binomial_log_density(params, data):
+    k, trials = data
+    return (special.gammaln(trials + 1) - special.gammaln(k + 1) - special.gammaln(trials - k + 1)
+            + special.xlogy(k, params["p"]) + special.xlog1py(trials - k, -params["p"]))
+
+
+def _binomial_mle(data):
+    k, trials = data
+    return {"p": jnp.sum(k) / jnp.sum(trials)}
+
+
+binomial = ReadyModel(
+    "binomial", _binomial_log_density, lambda data: {"p": _inside_unit(_binomial_mle(data)["p"])},
+    {"p": unit_interval}, _binomial_mle, "p: success probability per trial")
+
+
+def _geometric_log_density(params, x):
+    return jnp.log(params["p"]) + special.xlog1py(x - 1.0, -params["p"])
+
+
+def _geometric_mle(x):
+    return {"p": 1.0 / jnp.mean(x)}
+
+
+geometric = ReadyModel(
+    "geometric", _geometric_log_density, lambda x: {"p": _inside_unit(_geometric_mle(x)["p"])},
+    {"p": unit_interval}, _geometric_mle, "p: success probability per trial")
+
+
+def _poisson_mle(x):
+    return {"rate": jnp.mean(x)}
+
+
+poisson = ReadyModel(
+    "poisson", lambda params, x: stats.poisson.logpmf(x, params["rate"]),
+    lambda x: {"rate": jnp.maximum(jnp.mean(x), _INTERIOR)},
+    {"rate": positive}, _poisson_mle, "rate: mean count")
+
+
+def _exponential_mle(x):
+    return {"rate": 1.0 / jnp.mean(x)}
+
+
+exponential = ReadyModel(
+    "exponential", lambda params, x: jnp.log(params["rate"]) - params["rate"] * x,
+    _exponential_mle, {"rate": positive}, _exponential_mle, "rate: 1 / mean")
+
+
+def _normal_mle(x):
+    return {"mu": jnp.mean(x), "sigma": jnp.std(x)}
+
+
+normal = ReadyModel(
+    "normal", lambda params, x: stats.norm.logpdf(x, params["mu"], params["sigma"]),
+    _normal_mle, {"sigma": positive}, _normal_mle,
+    "mu: mean; sigma: standard deviation (MLE: divides by n)")
+
+
+def _lognormal_log_density(params, x):
+    log_x = jnp.log(x)
+    return stats.norm.logpdf(log_x, params["mu"], params["sigma"]) - log_x
+
+
+def _lognormal_mle(x):
+    return _normal_mle(jnp.log(x))
+
+
+lognormal = ReadyModel(
+    "lognormal", _lognormal_log_density, _lognormal_mle, {"sigma": positive}, _lognormal_mle,
+    "mu, sigma: mean and standard deviation of log x")
+
+
+def categorical(k: int) -> ReadyModel:
+    """Codes 0 .. k-1 with probabilities ``probs`` on the simplex (one draw of a multinomial
+    per observation); the MLE is the observed proportions."""
+    if int(k) < 2:
+        raise ValueError(f"categorical needs k >= 2 categories, got {k}")
+    k = int(k)
+
+    def indicators(x):
+        return (x[:, None] == jnp.arange(k, dtype=x.dtype)).astype(jnp.result_type(float))
+
+    def log_density(params, x):
+        return indicators(x) @ jnp.log(params["probs"])
+
+    def mle(x):
+        return {"probs": jnp.mean(indicators(x), axis=0)}
+
+    def start(x):
+        counts = jnp.sum(indicators(x), axis=0)
+        return {"probs": (counts + 0.5) / (x.shape[0] + 0.5 * k)}
+
+    return ReadyModel(f"categorical({k})", log_density, start, {"probs": simplex}, mle,
+                      f"probs: probabilities of the {k} categories (simplex)")
+
+
+def _linear_regression_log_density(params, data):
+    X, y = data
+    return stats.norm.logpdf(y, X @ params["beta"], params["sigma"])
+
+
+def _linear_regression_mle(data):
+    X, y = data
+    beta = jnp.linalg.lstsq(X, y)[0]
+    residual = y - X @ beta
+    return {"beta": beta, "sigma": jnp.sqrt(jnp.mean(residual * residual))}
+
+
+linear_regression = ReadyModel(
+    "linear_regression", _linear_regression_log_density, _linear_regression_mle,
+    {"sigma": positive}, _linear_regression_mle,
+    "beta: coefficients of the columns of X; sigma: residual standard deviation (RSS / n)")
