@@ -15,8 +15,10 @@ Data conventions (one dataset; ``fit_batch`` adds a leading batch axis to every 
 ``bernoulli`` y in {0, 1}; ``binomial`` a pair ``(successes, trials)``; ``geometric`` the
 number of trials up to and including the first success (1, 2, ...); ``poisson`` counts;
 ``exponential``, ``lognormal`` positive values; ``categorical(k)`` codes 0 .. k-1;
-``linear_regression`` a pair ``(X, y)`` with ``X`` of shape ``(n, p)`` (include a column of
-ones for an intercept). Closed forms and starts are traceable functions of one dataset's
+``linear_regression``, ``logistic_regression`` (y in {0, 1}), ``poisson_regression`` (counts)
+a pair ``(X, y)`` with ``X`` of shape ``(n, p)`` (include a column of ones for an intercept);
+``gamma``, ``weibull`` positive values; ``beta`` values in (0, 1); ``negative_binomial``
+counts; ``student_t`` real values. Closed forms and starts are traceable functions of one dataset's
 data (``jax.vmap`` them over a batch).
 """
 
@@ -186,3 +188,100 @@ linear_regression = ReadyModel(
     "linear_regression", _linear_regression_log_density, _linear_regression_mle,
     {"sigma": positive}, _linear_regression_mle,
     "beta: coefficients of the columns of X; sigma: residual standard deviation (RSS / n)")
+
+
+# ----- models without a closed-form MLE: data-driven starts from moments -------------
+
+
+def _gamma_start(x):
+    mean, var = jnp.mean(x), jnp.var(x)
+    return {"shape": mean * mean / var, "rate": mean / var}
+
+
+gamma = ReadyModel(
+    "gamma", lambda params, x: stats.gamma.logpdf(x, params["shape"], scale=1.0 / params["rate"]),
+    _gamma_start, positive, None, "shape; rate = 1 / scale (method-of-moments start)")
+
+
+def _beta_start(x):
+    mean, var = jnp.mean(x), jnp.var(x)
+    common = jnp.maximum(mean * (1.0 - mean) / var - 1.0, _INTERIOR)
+    return {"a": mean * common, "b": (1.0 - mean) * common}
+
+
+beta = ReadyModel(
+    "beta", lambda params, x: stats.beta.logpdf(x, params["a"], params["b"]), _beta_start,
+    positive, None, "a, b: shape parameters (method-of-moments start)")
+
+
+def _weibull_log_density(params, x):
+    k, scale = params["shape"], params["scale"]
+    z = x / scale
+    return jnp.log(k / scale) + (k - 1.0) * jnp.log(z) - z ** k
+
+
+def _weibull_start(x):
+    # log x has standard deviation pi / (k sqrt 6) and mean log(scale) - euler_gamma / k.
+    log_x = jnp.log(x)
+    k = jnp.pi / (jnp.sqrt(6.0) * jnp.std(log_x))
+    return {"shape": k, "scale": jnp.exp(jnp.mean(log_x) + 0.5772156649015329 / k)}
+
+
+weibull = ReadyModel(
+    "weibull", _weibull_log_density, _weibull_start, positive, None,
+    "shape k; scale (start from the moments of log x)")
+
+
+def _negative_binomial_log_density(params, x):
+    mean, size = params["mean"], params["size"]
+    return (special.gammaln(x + size) - special.gammaln(size) - special.gammaln(x + 1.0)
+            + size * jnp.log(size / (size + mean)) + special.xlogy(x, mean / (size + mean)))
+
+
+def _negative_binomial_start(x):
+    mean, var = jnp.mean(x), jnp.var(x)
+    # var = mean + mean^2 / size; without overdispersion start at a large size (near Poisson).
+    return {"mean": jnp.maximum(mean, _INTERIOR),
+            "size": jnp.where(var > mean * 1.01, mean * mean / (var - mean), 100.0)}
+
+
+negative_binomial = ReadyModel(
+    "negative_binomial", _negative_binomial_log_density, _negative_binomial_start, positive, None,
+    "mean; size (NB2: variance = mean + mean^2 / size; moments start)")
+
+
+def _student_t_start(x):
+    center = jnp.median(x)
+    spread = 1.4826 * jnp.median(jnp.abs(x - center))
+    return {"loc": center, "scale": spread, "df": jnp.asarray(5.0, spread.dtype)}
+
+
+student_t = ReadyModel(
+    "student_t", lambda params, x: stats.t.logpdf(x, params["df"], params["loc"], params["scale"]),
+    _student_t_start, {"scale": positive, "df": positive}, None,
+    "loc; scale; df: degrees of freedom (start: median, scaled MAD, df 5)")
+
+
+def _logistic_regression_log_density(params, data):
+    X, y = data
+    eta = X @ params["beta"]
+    return y * eta - jnp.logaddexp(0.0, eta)
+
+
+logistic_regression = ReadyModel(
+    "logistic_regression", _logistic_regression_log_density,
+    lambda data: {"beta": jnp.zeros(data[0].shape[-1], data[0].dtype)}, None, None,
+    "beta: coefficients of the columns of X (log-odds); start 0")
+
+
+def _poisson_regression_log_density(params, data):
+    X, y = data
+    eta = X @ params["beta"]
+    return y * eta - jnp.exp(eta) - special.gammaln(y + 1.0)
+
+
+poisson_regression = ReadyModel(
+    "poisson_regression", _poisson_regression_log_density,
+    lambda data: {"beta": jnp.zeros(data[0].shape[-1], data[0].dtype)}, None, None,
+    "beta: coefficients of the columns of X (log link); start 0")
+

@@ -110,3 +110,76 @@ def test_init_is_required_without_a_ready_model():
         jm.fit(jm.models.normal.log_density, None, np.ones(5))
     with pytest.raises(ValueError, match="k >= 2"):
         jm.models.categorical(1)
+
+
+# ----- models without closed forms: against scipy / statsmodels -----------------------
+
+
+def test_gamma_shape_solves_its_profile_equation():
+    from scipy import optimize, special
+
+    x = np.random.default_rng(3).gamma(2.5, 1 / 1.7, size=N)
+    fit = jm.fit(jm.models.gamma, None, x)
+    assert fit.converged
+    # d/dk of the profile log-likelihood: log k - digamma(k) = log(mean x) - mean(log x).
+    target = np.log(x.mean()) - np.log(x).mean()
+    shape = optimize.brentq(lambda k: np.log(k) - special.digamma(k) - target, 1e-3, 1e3,
+                            xtol=1e-14, rtol=1e-15)
+    _assert_params_close(fit.params, {"shape": shape, "rate": shape / x.mean()}, ESTIMATE_RTOL)
+
+
+# scipy's numerical fits stop at about 1e-4..1e-5 relative: jaxmle must agree to that and
+# reach a log-likelihood at least as high (to rounding).
+SCIPY_FITS = {
+    "beta": (lambda rng: rng.beta(2.0, 5.0, size=N),
+             lambda x: scipy_stats.beta.fit(x, floc=0, fscale=1),
+             lambda p: (p["a"], p["b"], 0.0, 1.0),
+             lambda x, q: scipy_stats.beta.logpdf(x, *q).sum()),
+    "weibull": (lambda rng: 1.3 * rng.weibull(1.8, size=N),
+                lambda x: scipy_stats.weibull_min.fit(x, floc=0),
+                lambda p: (p["shape"], 0.0, p["scale"]),
+                lambda x, q: scipy_stats.weibull_min.logpdf(x, *q).sum()),
+    "student_t": (lambda rng: 1.0 + 2.0 * rng.standard_t(4.0, size=2000),
+                  lambda x: scipy_stats.t.fit(x),
+                  lambda p: (p["df"], p["loc"], p["scale"]),
+                  lambda x, q: scipy_stats.t.logpdf(x, *q).sum()),
+}
+
+
+@pytest.mark.parametrize("name", list(SCIPY_FITS))
+def test_against_scipy_fit(name):
+    simulate, scipy_fit, as_scipy, loglik = SCIPY_FITS[name]
+    x = simulate(np.random.default_rng(4))
+    fit = jm.fit(getattr(jm.models, name), None, x)
+    assert fit.converged, fit.status
+    ours, theirs = np.array(as_scipy(fit.params), float), np.array(scipy_fit(x), float)
+    np.testing.assert_allclose(ours, theirs, rtol=2e-4, atol=1e-6)
+    assert loglik(x, ours) >= loglik(x, theirs) - 1e-9
+    np.testing.assert_allclose(fit.loglik, loglik(x, ours), rtol=1e-12)
+
+
+def test_regressions_and_negative_binomial_against_statsmodels():
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(5)
+    X = np.column_stack([np.ones(N), rng.normal(size=(N, 2))])
+    y_logit = (rng.uniform(size=N) < 1 / (1 + np.exp(-X @ [0.3, -1.0, 0.8]))).astype(float)
+    y_count = rng.poisson(np.exp(X @ [0.5, 0.3, -0.2])).astype(float)
+    for model, reference, y in ((jm.models.logistic_regression, sm.Logit, y_logit),
+                                (jm.models.poisson_regression, sm.Poisson, y_count)):
+        fit = jm.fit(model, None, (X, y))
+        result = reference(y, X).fit(disp=0, tol=1e-12, maxiter=100)
+        assert fit.converged
+        np.testing.assert_allclose(fit.params["beta"], result.params, rtol=1e-8)
+        np.testing.assert_allclose(fit.se["beta"], result.bse, rtol=1e-6)
+        np.testing.assert_allclose(fit.loglik, result.llf, rtol=1e-12)
+
+    counts = rng.negative_binomial(3.0, 3.0 / (3.0 + 4.0), size=2000).astype(float)
+    fit = jm.fit(jm.models.negative_binomial, None, counts)
+    result = sm.NegativeBinomial(counts, np.ones((len(counts), 1))).fit(
+        method="newton", disp=0, tol=1e-14, maxiter=200)
+    # statsmodels' NB2: log mean = const, alpha = 1 / size.
+    assert fit.converged
+    np.testing.assert_allclose(fit.params["mean"], np.exp(result.params[0]), rtol=1e-8)
+    np.testing.assert_allclose(fit.params["size"], 1 / result.params[1], rtol=1e-8)
+    np.testing.assert_allclose(fit.loglik, result.llf, rtol=1e-10)
