@@ -1,11 +1,13 @@
-"""The one loop driver: ``lax.while_loop``, the stopping test, non-finite checks, the cap.
+"""The loop driver's iteration: the stopping test, non-finite checks, the cap.
 
 Solvers are pairs of pure functions over NamedTuple state (``init(objective, z0)`` and
 ``step(objective, state) -> (state, stop, stationary)``); every state has fields ``z``,
 ``f`` (loss) and ``g`` (its gradient). ``stationary`` is the solver's own scale-free
 optimality test at the state it stepped from (Newton's decrement; always False for
 gradient methods); ``stop`` is True when the solver can go no further (it includes
-``stationary``). No solver has a loop of its own over iterations.
+``stationary``). No solver has a loop of its own over iterations: ``start`` and
+``advance`` are run by one ``lax.while_loop`` per fit (``_solve.fit_one``) or per round of
+a batch (``_batch``), where ``advance`` leaves a finished fit unchanged.
 
 Stopping rule (Dennis & Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983,
 section 7.2, the relative gradient): stop when
@@ -82,16 +84,3 @@ def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -
 
 def running(loop: LoopState) -> jax.Array:
     return loop.status == RUNNING
-
-
-def iterate(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
-            blocked: jax.Array | int = RUNNING) -> LoopState:
-    """Runs ``solver`` from ``z0`` until the stopping test, a failure or ``max_iter`` steps.
-
-    Returns:
-        The final ``LoopState``; its ``solver_state`` holds the last finite iterate and
-        ``status`` is a ``Status`` code (never RUNNING).
-    """
-    loop = start(solver, objective, z0, max_iter=max_iter, gtol=gtol, blocked=blocked)
-    return jax.lax.while_loop(
-        running, lambda loop: advance(solver, objective, loop, max_iter=max_iter, gtol=gtol), loop)

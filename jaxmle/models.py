@@ -28,6 +28,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 from jax.scipy import special, stats
 
@@ -59,6 +60,21 @@ class ReadyModel:
     parameters: str
 
 
+def _floats(data):
+    """Integer data (counts, codes, 0/1) as the working float dtype, so that the models work
+    under JAX's strict dtype promotion too."""
+    cast = lambda leaf: jnp.asarray(leaf).astype(jnp.result_type(float))
+    return jax.tree_util.tree_map(cast, data)
+
+
+def _ready(name, log_density, start, constraints, closed_form, parameters) -> ReadyModel:
+    """A ``ReadyModel`` whose functions see float data."""
+    return ReadyModel(
+        name, lambda params, data: log_density(params, _floats(data)),
+        lambda data: start(_floats(data)), constraints,
+        None if closed_form is None else (lambda data: closed_form(_floats(data))), parameters)
+
+
 def _inside_unit(p):
     return jnp.clip(p, _INTERIOR, 1.0 - _INTERIOR)
 
@@ -71,7 +87,7 @@ def _bernoulli_mle(y):
     return {"p": jnp.mean(y)}
 
 
-bernoulli = ReadyModel(
+bernoulli = _ready(
     "bernoulli", _bernoulli_log_density, lambda y: {"p": _inside_unit(jnp.mean(y))},
     {"p": unit_interval}, _bernoulli_mle, "p: success probability")
 
@@ -87,7 +103,7 @@ def _binomial_mle(data):
     return {"p": jnp.sum(k) / jnp.sum(trials)}
 
 
-binomial = ReadyModel(
+binomial = _ready(
     "binomial", _binomial_log_density, lambda data: {"p": _inside_unit(_binomial_mle(data)["p"])},
     {"p": unit_interval}, _binomial_mle, "p: success probability per trial")
 
@@ -100,7 +116,7 @@ def _geometric_mle(x):
     return {"p": 1.0 / jnp.mean(x)}
 
 
-geometric = ReadyModel(
+geometric = _ready(
     "geometric", _geometric_log_density, lambda x: {"p": _inside_unit(_geometric_mle(x)["p"])},
     {"p": unit_interval}, _geometric_mle, "p: success probability per trial")
 
@@ -109,7 +125,7 @@ def _poisson_mle(x):
     return {"rate": jnp.mean(x)}
 
 
-poisson = ReadyModel(
+poisson = _ready(
     "poisson", lambda params, x: stats.poisson.logpmf(x, params["rate"]),
     lambda x: {"rate": jnp.maximum(jnp.mean(x), _INTERIOR)},
     {"rate": positive}, _poisson_mle, "rate: mean count")
@@ -119,7 +135,7 @@ def _exponential_mle(x):
     return {"rate": 1.0 / jnp.mean(x)}
 
 
-exponential = ReadyModel(
+exponential = _ready(
     "exponential", lambda params, x: jnp.log(params["rate"]) - params["rate"] * x,
     _exponential_mle, {"rate": positive}, _exponential_mle, "rate: 1 / mean")
 
@@ -128,7 +144,7 @@ def _normal_mle(x):
     return {"mu": jnp.mean(x), "sigma": jnp.std(x)}
 
 
-normal = ReadyModel(
+normal = _ready(
     "normal", lambda params, x: stats.norm.logpdf(x, params["mu"], params["sigma"]),
     _normal_mle, {"sigma": positive}, _normal_mle,
     "mu: mean; sigma: standard deviation (MLE: divides by n)")
@@ -143,7 +159,7 @@ def _lognormal_mle(x):
     return _normal_mle(jnp.log(x))
 
 
-lognormal = ReadyModel(
+lognormal = _ready(
     "lognormal", _lognormal_log_density, _lognormal_mle, {"sigma": positive}, _lognormal_mle,
     "mu, sigma: mean and standard deviation of log x")
 
@@ -168,7 +184,7 @@ def categorical(k: int) -> ReadyModel:
         counts = jnp.sum(indicators(x), axis=0)
         return {"probs": (counts + 0.5) / (x.shape[0] + 0.5 * k)}
 
-    return ReadyModel(f"categorical({k})", log_density, start, {"probs": simplex}, mle,
+    return _ready(f"categorical({k})", log_density, start, {"probs": simplex}, mle,
                       f"probs: probabilities of the {k} categories (simplex)")
 
 
@@ -184,7 +200,7 @@ def _linear_regression_mle(data):
     return {"beta": beta, "sigma": jnp.sqrt(jnp.mean(residual * residual))}
 
 
-linear_regression = ReadyModel(
+linear_regression = _ready(
     "linear_regression", _linear_regression_log_density, _linear_regression_mle,
     {"sigma": positive}, _linear_regression_mle,
     "beta: coefficients of the columns of X; sigma: residual standard deviation (RSS / n)")
@@ -198,7 +214,7 @@ def _gamma_start(x):
     return {"shape": mean * mean / var, "rate": mean / var}
 
 
-gamma = ReadyModel(
+gamma = _ready(
     "gamma", lambda params, x: stats.gamma.logpdf(x, params["shape"], scale=1.0 / params["rate"]),
     _gamma_start, positive, None, "shape; rate = 1 / scale (method-of-moments start)")
 
@@ -209,7 +225,7 @@ def _beta_start(x):
     return {"a": mean * common, "b": (1.0 - mean) * common}
 
 
-beta = ReadyModel(
+beta = _ready(
     "beta", lambda params, x: stats.beta.logpdf(x, params["a"], params["b"]), _beta_start,
     positive, None, "a, b: shape parameters (method-of-moments start)")
 
@@ -227,7 +243,7 @@ def _weibull_start(x):
     return {"shape": k, "scale": jnp.exp(jnp.mean(log_x) + 0.5772156649015329 / k)}
 
 
-weibull = ReadyModel(
+weibull = _ready(
     "weibull", _weibull_log_density, _weibull_start, positive, None,
     "shape k; scale (start from the moments of log x)")
 
@@ -245,7 +261,7 @@ def _negative_binomial_start(x):
             "size": jnp.where(var > mean * 1.01, mean * mean / (var - mean), 100.0)}
 
 
-negative_binomial = ReadyModel(
+negative_binomial = _ready(
     "negative_binomial", _negative_binomial_log_density, _negative_binomial_start, positive, None,
     "mean; size (NB2: variance = mean + mean^2 / size; moments start)")
 
@@ -256,7 +272,7 @@ def _student_t_start(x):
     return {"loc": center, "scale": spread, "df": jnp.asarray(5.0, spread.dtype)}
 
 
-student_t = ReadyModel(
+student_t = _ready(
     "student_t", lambda params, x: stats.t.logpdf(x, params["df"], params["loc"], params["scale"]),
     _student_t_start, {"scale": positive, "df": positive}, None,
     "loc; scale; df: degrees of freedom (start: median, scaled MAD, df 5)")
@@ -268,7 +284,7 @@ def _logistic_regression_log_density(params, data):
     return y * eta - jnp.logaddexp(0.0, eta)
 
 
-logistic_regression = ReadyModel(
+logistic_regression = _ready(
     "logistic_regression", _logistic_regression_log_density,
     lambda data: {"beta": jnp.zeros(data[0].shape[-1], data[0].dtype)}, None, None,
     "beta: coefficients of the columns of X (log-odds); start 0")
@@ -280,7 +296,7 @@ def _poisson_regression_log_density(params, data):
     return y * eta - jnp.exp(eta) - special.gammaln(y + 1.0)
 
 
-poisson_regression = ReadyModel(
+poisson_regression = _ready(
     "poisson_regression", _poisson_regression_log_density,
     lambda data: {"beta": jnp.zeros(data[0].shape[-1], data[0].dtype)}, None, None,
     "beta: coefficients of the columns of X (log link); start 0")
