@@ -1,7 +1,8 @@
 """The batched driver: chunks, straggler compaction, and the spread over local devices.
 
-A batch of ``B`` datasets is laid out as ``devices x chunks x chunk`` (padded at the end
-with blocked copies of dataset 0 that never iterate and are dropped). On each device:
+A batch of ``B`` datasets is laid out as ``devices x windows x chunks x chunk`` (padded at
+the end with blocked copies of dataset 0 that never iterate and are dropped). On each
+device, the windows (at most 16 chunks each) are solved one after another, each thus:
 
 1. Every dataset is started (loss and derivatives at its start, stopping test).
 2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
@@ -9,7 +10,8 @@ with blocked copies of dataset 0 that never iterate and are dropped). On each de
    still run; their states are written back, and the lanes of finished datasets take the
    next datasets in order, while the stragglers stay. A vmapped loop costs as much as its
    slowest member; this way a slow dataset holds one lane, not a whole chunk. Once no fresh
-   dataset is left, the last round runs until every dataset has stopped.
+   dataset is left, the last round runs until every dataset has stopped. A round costs
+   O(window) whatever the batch size, so time grows linearly with B.
 3. Every dataset's final iterate is certified and its covariance computed (chunked again,
    so per-observation scores never exist for the whole batch at once).
 
