@@ -74,9 +74,7 @@ def _problem(spec: FitSpec, data, weights, mask, valid) -> _Problem:
     return _Problem(lik, objective(lik, scale), n_obs, blocked)
 
 
-def start_one(spec: FitSpec, init, data, weights, mask, valid=True) -> _loop.LoopState:
-    """The loop state of one dataset at its start (traceable)."""
-    problem = _problem(spec, data, weights, mask, valid)
+def _start(spec: FitSpec, problem: _Problem, init, data) -> _loop.LoopState:
     params0 = spec.init_fn(data) if spec.init_fn is not None else init
     # A callable init may return integers; the solver works in the scope's float dtype.
     z0 = spec.space.to_unconstrained(params0).astype(jnp.result_type(float))
@@ -84,16 +82,12 @@ def start_one(spec: FitSpec, init, data, weights, mask, valid=True) -> _loop.Loo
                        blocked=problem.blocked)
 
 
-def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
-    """One iteration of one dataset; a no-op once it has finished (traceable)."""
-    problem = _problem(spec, data, weights, mask, True)
+def _advance(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> _loop.LoopState:
     return _loop.advance(spec.solver, problem.loss, loop, max_iter=spec.max_iter, gtol=spec.gtol)
 
 
-def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit:
-    """Certifies the final iterate and computes covariances: the ``Fit`` (traceable)."""
+def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
     space = spec.space
-    problem = _problem(spec, data, weights, mask, True)
     z = loop.solver_state.z
     derivatives = spec.solver.derivatives(objective(problem.lik), loop.solver_state)
     assessed = _information.assess(derivatives, problem.lik, space, z, loop.status,
@@ -107,9 +101,24 @@ def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit
         cov_kind=spec.cov_kind)
 
 
+def start_one(spec: FitSpec, init, data, weights, mask, valid=True) -> _loop.LoopState:
+    """The loop state of one dataset at its start (traceable)."""
+    return _start(spec, _problem(spec, data, weights, mask, valid), init, data)
+
+
+def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
+    """One iteration of one dataset; a no-op once it has finished (traceable)."""
+    return _advance(spec, _problem(spec, data, weights, mask, True), loop)
+
+
+def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit:
+    """Certifies the final iterate and computes covariances: the ``Fit`` (traceable)."""
+    return _finish(spec, _problem(spec, data, weights, mask, True), loop)
+
+
 def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
-    """Fits one dataset (traceable)."""
-    loop = start_one(spec, init, data, weights, mask)
-    loop = jax.lax.while_loop(_loop.running,
-                              lambda loop: step_one(spec, loop, data, weights, mask), loop)
-    return finish_one(spec, loop, data, weights, mask)
+    """Fits one dataset (traceable); its likelihood is built once, outside the loop."""
+    problem = _problem(spec, data, weights, mask, True)
+    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop),
+                              _start(spec, problem, init, data))
+    return _finish(spec, problem, loop)
