@@ -6,7 +6,7 @@ The public surface is this module; everything else is private. See the README an
 
 from jaxmle import models
 from jaxmle._cache import enable_compilation_cache
-from jaxmle._constraints import interval, positive, real, simplex, unit_interval
+from jaxmle._constraints import interval, ordered, positive, real, simplex, unit_interval
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
@@ -28,6 +28,7 @@ __all__ = [
            "interval",
            "lr_test",
            "models",
+           "ordered",
            "positive",
            "process_shard",
            "real",

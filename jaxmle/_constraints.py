@@ -11,6 +11,7 @@ parameter ``theta`` and back. Constraints are frozen dataclasses compared by val
 | ``unit_interval``   | 0 < theta < 1            | logistic(z)                         |
 | ``interval(lo, hi)``| lo < theta < hi          | lo + (hi - lo) logistic(z)          |
 | ``simplex``         | theta > 0, sums to 1 over the last axis (m entries, m - 1 free) | softmax([z, 0]) (additive log-ratio) |
+| ``ordered``         | strictly increasing along the last axis | z_0, then z_0 + cumsum(exp(z_1:)) |
 """
 
 from __future__ import annotations
@@ -126,10 +127,34 @@ class Simplex(Constraint):
         return None
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
+class Ordered(Constraint):
+    """Strictly increasing vectors along the last axis (first entry free, then positive
+    increments on the log scale): makes the labels of exchangeable components canonical, e.g.
+    the means of a mixture."""
+
+    name = "ordered"
+
+    def to_constrained(self, z):
+        increments = jnp.exp(z[..., 1:])
+        return jnp.concatenate([z[..., :1], z[..., :1] + jnp.cumsum(increments, axis=-1)], axis=-1)
+
+    def to_unconstrained(self, theta):
+        return jnp.concatenate([theta[..., :1], jnp.log(jnp.diff(theta, axis=-1))], axis=-1)
+
+    def violation(self, theta):
+        if theta.ndim == 0:
+            return "an ordered parameter needs at least one axis"
+        return super().violation(theta) or (
+            None if np.all(np.diff(theta, axis=-1) > 0)
+            else "values must be strictly increasing along the last axis")
+
+
 real = Constraint()
 positive = Positive()
 unit_interval = Interval(0.0, 1.0)
 simplex = Simplex()
+ordered = Ordered()
 
 
 def interval(lo: float, hi: float) -> Interval:
@@ -143,7 +168,8 @@ def interval(lo: float, hi: float) -> Interval:
     return Interval(lo, hi)
 
 
-BY_NAME = {"real": real, "positive": positive, "unit_interval": unit_interval, "simplex": simplex}
+BY_NAME = {"real": real, "positive": positive, "unit_interval": unit_interval, "simplex": simplex,
+           "ordered": ordered}
 
 
 def as_constraint(spec) -> Constraint:
@@ -154,4 +180,4 @@ def as_constraint(spec) -> Constraint:
         return BY_NAME[spec]
     raise ValueError(
         f"unknown constraint {spec!r}; use one of jm.real, jm.positive, jm.unit_interval, "
-        f"jm.simplex, jm.interval(lo, hi) (or the names {sorted(BY_NAME)})")
+        f"jm.simplex, jm.ordered, jm.interval(lo, hi) (or the names {sorted(BY_NAME)})")

@@ -32,6 +32,18 @@ def test_simplex_round_trip_along_last_axis():
     np.testing.assert_allclose(jm.simplex.to_constrained(z), theta, rtol=1e-14)
 
 
+def test_ordered_round_trip_jacobian_and_violations():
+    theta = jnp.array([[-1.0, 0.5, 4.0], [2.0, 2.1, 2.2]])
+    z = jm.ordered.to_unconstrained(theta)
+    np.testing.assert_allclose(jm.ordered.to_constrained(z), theta, rtol=1e-14)
+    jac = jax.jacfwd(jm.ordered.to_constrained)(z[0])
+    # theta_j = z_0 + sum_{1 <= i <= j} exp(z_i): lower-triangular Jacobian.
+    expected = np.tril(np.ones((3, 3))) * np.concatenate([[1.0], np.exp(z[0, 1:])])
+    np.testing.assert_allclose(jac, expected, rtol=1e-14)
+    assert jm.ordered.violation(np.array([0.0, 0.0, 1.0])) == (
+        "values must be strictly increasing along the last axis")
+
+
 def test_constraints_are_compared_by_value():
     assert jm.interval(0, 1) == jm.interval(0.0, 1.0) == jm.unit_interval
     assert hash(jm.interval(-1, 1)) == hash(jm.interval(-1.0, 1.0))
