@@ -3,6 +3,10 @@
 Shapes are kept few (one n per model family, one batch size) so compiled fits are shared.
 """
 
+import importlib.util
+import pathlib
+import sys
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -18,3 +22,18 @@ SE_RTOL = 1e-6
 # OPTAX_RTOL (stated looser tolerance of the contract).
 OPTAX_GTOL = 1e-8
 OPTAX_RTOL = 1e-6
+
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+
+
+def load_example(name: str):
+    """The module of ``examples/<name>.py`` (examples are scripts, not a package)."""
+    sys.path.insert(0, str(EXAMPLES))  # for the examples' shared ``_plots``
+    try:
+        spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return module
