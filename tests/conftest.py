@@ -24,14 +24,16 @@ OPTAX_GTOL = 1e-8
 OPTAX_RTOL = 1e-6
 
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
 
 
-def load_example(name: str):
-    """The module of ``examples/<name>.py`` (examples are scripts, not a package)."""
+def load_example(name: str, folder: str = "examples"):
+    """The module of ``<folder>/<name>.py`` (examples and benchmarks are scripts, not
+    packages)."""
     sys.path.insert(0, str(EXAMPLES))  # for the examples' shared ``_plots``
     try:
-        spec = importlib.util.spec_from_file_location(name, EXAMPLES / f"{name}.py")
+        spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     finally:
