@@ -44,8 +44,8 @@ def main(n: int = 200, grid: int = 121, sizes=(5, 10, 20, 50, 100, 1000),
     print(f"n = {n}: mu = {mu_hat:.6f} (mean {x.mean():.6f}), "
           f"sigma = {sigma_hat:.6f} (biased sd {x.std():.6f}), loglik {float(fit.loglik):.4f}")
 
-    mu_grid = np.linspace(mu_hat - 1.5, mu_hat + 1.5, grid)
-    sigma_grid = np.linspace(0.6 * sigma_hat, 1.6 * sigma_hat, grid)
+    mu_grid = np.linspace(MU - 1.5, MU + 1.5, grid)
+    sigma_grid = np.linspace(0.6 * SIGMA, 1.6 * SIGMA, grid)
     loglik = surface(x, mu_grid, sigma_grid)
     row, col = np.unravel_index(np.argmax(loglik), loglik.shape)
     print(f"grid maximum {loglik[row, col]:.4f} at mu = {mu_grid[col]:.4f}, "
@@ -73,6 +73,7 @@ def main(n: int = 200, grid: int = 121, sizes=(5, 10, 20, 50, 100, 1000),
                               cmap="viridis")
         ax.clabel(contours, fontsize=7)
         ax.plot(mu_hat, sigma_hat, "r*", markersize=12, label="MLE")
+        ax.plot(MU, SIGMA, "k+", markersize=10, label="truth")
         ax.set(xlabel="mu", ylabel="sigma",
                title=f"Normal log-likelihood minus its maximum, n = {n}")
         ax.legend()

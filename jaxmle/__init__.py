@@ -11,12 +11,14 @@ from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
 from jaxmle._inference import delta_method, lr_test
+from jaxmle._multistart import Multistart, multistart
 from jaxmle._status import Status
 from jaxmle._stream import Block, concat_fits, fit_stream
 
 __all__ = [
            "Block",
            "Fit",
+           "Multistart",
            "Status",
            "concat_fits",
            "delta_method",
@@ -28,6 +30,7 @@ __all__ = [
            "interval",
            "lr_test",
            "models",
+           "multistart",
            "ordered",
            "positive",
            "process_shard",

@@ -1,0 +1,189 @@
+"""Multistart: fit every dataset from many starting points at once, keep the best optimum.
+
+The starts of one dataset are solved together (``vmap`` of the single-fit loop over starts,
+the data shared, never copied); a batch maps that over chunks of datasets. The best start is
+the converged one with the highest log-likelihood (if none converged: the highest finite
+one, with its non-converged status). Converged starts are grouped into distinct optima: two
+are the same optimum when every parameter agrees within ``SAME_RTOL`` relative or
+``SAME_SE`` standard errors of the best fit. ``n_optima > 1`` flags a multimodal likelihood.
+
+Default starts (``starts`` an int ``S``): the user's start (or ``init(data)``) and ``S - 1``
+points around it in the optimiser's unconstrained coordinates,
+``z0 + spread * max(|z0|, 1) * e`` with ``e`` standard normal (seeded): a positive parameter
+is multiplied by about ``exp(+-spread)``, a real one moved by ``spread`` times its magnitude.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmle import _engine, _parameters, _precision, _validation, _xla
+from jaxmle._fit import Fit
+from jaxmle._solve import FitSpec, fit_one
+from jaxmle._status import Status
+
+SAME_RTOL = 1e-5
+SAME_SE = 1e-3
+
+
+class Multistart(NamedTuple):
+    """Result of ``jm.multistart``; a batch adds a leading axis ``B`` to every array.
+
+    Attributes:
+        best: the ``Fit`` of the best start (batched ``Fit`` for a batch).
+        fits: every start's ``Fit``; leading axis ``S`` (``(B, S)`` for a batch).
+        n_optima: number of distinct optima among the converged starts.
+        loglik_gap: best log-likelihood minus that of the next-best distinct optimum (NaN
+            with a single optimum).
+        distance: largest distance of another optimum from the best, in the best fit's
+            standard errors (max over parameters; NaN with a single optimum).
+    """
+
+    best: Fit
+    fits: Fit
+    n_optima: jax.Array
+    loglik_gap: jax.Array
+    distance: jax.Array
+
+    @property
+    def multimodal(self):
+        """True where more than one distinct optimum was found."""
+        return self.n_optima > 1
+
+
+def _take(tree, index):
+    return jax.tree_util.tree_map(lambda leaf: leaf[index], tree)
+
+
+def compare_starts(spec: FitSpec, fits: Fit) -> Multistart:
+    """Best start, distinct optima and their spread, from the fits of one dataset's starts."""
+    converged = fits.status == int(Status.CONVERGED)
+    loglik = fits.loglik
+    ranked = jnp.where(converged, loglik, -jnp.inf)
+    finite = jnp.where(jnp.isfinite(loglik), loglik, -jnp.inf)
+    best_index = jnp.where(jnp.any(converged), jnp.argmax(ranked), jnp.argmax(finite))
+    best = _take(fits, best_index)
+
+    theta = jax.vmap(spec.space.flatten)(fits.params)            # (S, k)
+    se_best = jnp.nan_to_num(spec.space.flatten(best.se))        # (k,)
+    gap = jnp.abs(theta[:, None, :] - theta[None, :, :])
+    tolerance = SAME_RTOL * (jnp.abs(theta[:, None, :]) + jnp.abs(theta[None, :, :])) + SAME_SE * se_best
+    same = jnp.all(gap <= tolerance, axis=-1) & converged[:, None] & converged[None, :]
+    earlier = jnp.tril(jnp.ones_like(same), k=-1)
+    representative = converged & ~jnp.any(same & earlier, axis=1)
+    other = representative & ~same[best_index]
+    any_other = jnp.any(other)
+    next_loglik = jnp.max(jnp.where(other, loglik, -jnp.inf))
+    far = jnp.max(jnp.abs(theta - theta[best_index]) / jnp.where(se_best > 0, se_best, jnp.nan), axis=1)
+    return Multistart(
+        best=best, fits=fits, n_optima=jnp.sum(representative),
+        loglik_gap=jnp.where(any_other, loglik[best_index] - next_loglik, jnp.nan),
+        distance=jnp.where(any_other, jnp.max(jnp.where(other, far, -jnp.inf)), jnp.nan))
+
+
+def _solve_starts(spec: FitSpec, init, starts, noise, spread, data, weights, mask) -> Multistart:
+    """All starts of one dataset (traceable). ``starts``: user starts with a leading axis
+    ``S``, or None for ``init`` (or ``init(data)``) moved by ``noise`` ``(S, k)``."""
+    space = spec.space
+    if starts is None:
+        z0 = space.to_unconstrained(spec.init_fn(data) if spec.init_fn is not None else init)
+        z0 = z0.astype(noise.dtype)
+        z = z0 + spread * jnp.maximum(jnp.abs(z0), 1.0) * noise
+        starts = jax.vmap(space.to_constrained)(z)
+    fixed = dataclasses.replace(spec, init_fn=None)
+    fits = jax.vmap(lambda start: fit_one(fixed, start, data, weights, mask))(starts)
+    return compare_starts(spec, fits)
+
+
+def _solve_batch(spec, chunk, init, starts, noise, spread, data, weights, mask):
+    one = lambda slices: _solve_starts(spec, init, starts, noise, spread, *slices)
+    return jax.lax.map(one, (data, weights, mask), batch_size=chunk)
+
+
+_solve_starts_compiled = _xla.jit(_solve_starts, static_argnums=0)
+_solve_batch_compiled = _xla.jit(_solve_batch, static_argnums=(0, 1))
+
+
+def _host_starts(starts, space, dtype):
+    """User starts (a pytree like init with a leading axis S) as host arrays, each start
+    checked to lie in the support."""
+    starts = _validation.as_host_tree(starts, dtype, "starts")
+    sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None
+             for leaf in jax.tree_util.tree_leaves(starts)}
+    if len(sizes) != 1 or None in sizes:
+        raise ValueError("starts must be an int or a pytree like init whose leaves all have "
+                         f"the same leading axis (one row per start); got leading sizes {sizes}")
+    if jax.tree_util.tree_structure(starts) != space.treedef:
+        raise ValueError("starts must have the pytree structure of init, with a leading axis")
+    for s in range(sizes.pop()):
+        _parameters.check_in_support(space, _take(starts, s))
+    return starts
+
+
+def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 1.0,
+               seed: int = 0, batched: bool = False, mask=None, method="newton",
+               constraints=None, log_prior: Callable | None = None, cov: str = "observed",
+               weights=None, max_iter: int | None = None, gtol: float | None = None,
+               precision: str = "float64", chunk_size: int | None = None) -> Multistart:
+    """Fits from many starts at once and keeps the best; finds and counts local optima.
+
+    Args:
+        log_density, init, data, method, constraints, log_prior, cov, weights, max_iter,
+            gtol, precision: as for ``jm.fit`` (``jm.fit_batch`` when ``batched``).
+        starts: the number ``S`` of default starts (the start itself and ``S - 1`` around
+            it, see the module notes), or explicit starts: a pytree like ``init`` with a
+            leading axis ``S`` (shared by every dataset of a batch).
+        spread: size of the default perturbation in unconstrained coordinates.
+        seed: seed of the default perturbations.
+        batched: ``data`` holds ``B`` datasets along a leading axis (``mask`` as in
+            ``fit_batch``); every array of the result then has a leading axis ``B``.
+        chunk_size: datasets whose starts are vectorised together (default: chosen from
+            the data size, as in ``fit_batch``, divided by ``S``).
+
+    Returns:
+        A ``Multistart``: ``best`` (the ``Fit`` to report), ``fits`` (every start),
+        ``n_optima``, ``multimodal``, ``loglik_gap``, ``distance``. The starts of a dataset
+        run together until the slowest stops (no straggler compaction across starts).
+
+    Example:
+        >>> import numpy as np
+        >>> import jaxmle as jm
+        >>> rng = np.random.default_rng(0)
+        >>> x = np.concatenate([rng.normal(-2, 0.5, 150), rng.normal(2, 0.5, 150)])
+        >>> ms = jm.multistart(jm.models.gaussian_mixture(2), None, x, starts=8)
+        >>> bool(ms.best.converged), ms.best.params["mu"].round(1).tolist()
+        (True, [-2.0, 2.0])
+    """
+    with _precision.scope(precision):
+        spec, init_values, data, weights, mask = _engine._prepare(
+            log_density, init, data, method=method, constraints=constraints,
+            log_prior=log_prior, cov=cov, weights=weights, mask=mask if batched else None,
+            max_iter=max_iter, gtol=gtol, precision=precision, batched=batched)
+        if mask is not None and not batched:
+            raise ValueError("mask is for batched=True; a single dataset uses weights")
+        dtype = np.dtype(precision)
+        if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
+            if int(starts) < 1:
+                raise ValueError(f"starts must be >= 1, got {starts}")
+            noise = np.random.default_rng(seed).standard_normal((int(starts), spec.space.n_free))
+            noise[0] = 0.0
+            noise, user_starts = noise.astype(dtype), None
+        else:
+            user_starts = _host_starts(starts, spec.space, dtype)
+            count = jax.tree_util.tree_leaves(user_starts)[0].shape[0]
+            noise = np.zeros((count, spec.space.n_free), dtype)
+        spread = np.asarray(spread, dtype)
+        if not batched:
+            return jax.device_get(_solve_starts_compiled(
+                spec, init_values, user_starts, noise, spread, data, weights, mask))
+        chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+        if chunk_size is None:
+            chunk = max(1, chunk // noise.shape[0])
+        return jax.device_get(_solve_batch_compiled(
+            spec, chunk, init_values, user_starts, noise, spread, data, weights, mask))
