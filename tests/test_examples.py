@@ -1,5 +1,7 @@
 """Examples run in a small mode, so they can never rot."""
 
+import numpy as np
+
 from conftest import load_example
 
 
@@ -9,3 +11,20 @@ def test_quickstart_small(capsys):
     assert "converged           100.00%" in out
     assert fits.converged.all()
     assert len(fits) == 64
+
+
+def test_mixture_multistart_and_component_comparison(tmp_path, capsys):
+    from scipy import stats
+
+    result = load_example("mixture").main(starts=12, out=tmp_path)
+    ms, one, x = result["multistart"], result["one"], result["x"]
+    assert ms.best.converged and ms.best.loglik == np.max(ms.fits.loglik)
+    assert ms.n_optima >= 2  # this dataset has local maxima that some starts reach
+    # One component: the Normal closed form; the LR statistic from the two log-likelihoods.
+    np.testing.assert_allclose(one.loglik, stats.norm.logpdf(x, x.mean(), x.std()).sum(),
+                               rtol=1e-12)
+    np.testing.assert_allclose(result["lr_statistic"], 2 * (ms.best.loglik - one.loglik),
+                               rtol=1e-12)
+    assert result["df"] == 3 and ms.best.aic < one.aic
+    assert "where single starts end" in capsys.readouterr().out
+    assert (tmp_path / "mixture.png").stat().st_size > 10_000
