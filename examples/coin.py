@@ -12,11 +12,10 @@ Run:  python examples/coin.py [--out plots]
 
 import argparse
 
+import _plots  # examples/_plots.py: matplotlib if installed, else None
 import numpy as np
 
 import jaxmle as jm
-
-import _plots  # examples/_plots.py: matplotlib if installed, else None
 
 
 def flips(n: int, heads: int) -> np.ndarray:

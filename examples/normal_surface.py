@@ -15,13 +15,12 @@ Run:  python examples/normal_surface.py [--out plots]
 
 import argparse
 
+import _plots  # examples/_plots.py: matplotlib if installed, else None
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxmle as jm
-
-import _plots  # examples/_plots.py: matplotlib if installed, else None
 
 MU, SIGMA = 7.2, 2.8
 model = jm.models.normal
