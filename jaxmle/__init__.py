@@ -12,6 +12,7 @@ from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
 from jaxmle._inference import delta_method, lr_test
 from jaxmle._multistart import Multistart, multistart
+from jaxmle._profile import Profile, profile
 from jaxmle._status import Status
 from jaxmle._stream import Block, concat_fits, fit_stream
 
@@ -19,6 +20,7 @@ __all__ = [
            "Block",
            "Fit",
            "Multistart",
+           "Profile",
            "Status",
            "concat_fits",
            "delta_method",
@@ -34,6 +36,7 @@ __all__ = [
            "ordered",
            "positive",
            "process_shard",
+           "profile",
            "real",
            "simplex",
            "unit_interval",

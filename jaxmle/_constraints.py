@@ -29,6 +29,9 @@ class Constraint:
     """Base class: the identity map on the real line (``jm.real``)."""
 
     name = "real"
+    # Each entry of theta depends on the same entry of z alone (monotonically): a profile
+    # over one entry of z is a profile over that entry of theta.
+    elementwise = True
 
     def free_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of the unconstrained array for a parameter of ``shape``."""
@@ -101,6 +104,7 @@ class Simplex(Constraint):
     """Probability vectors along the last axis, by the additive log-ratio map."""
 
     name = "simplex"
+    elementwise = False
 
     def free_shape(self, shape):
         return (*shape[:-1], shape[-1] - 1)
@@ -134,6 +138,7 @@ class Ordered(Constraint):
     the means of a mixture."""
 
     name = "ordered"
+    elementwise = False
 
     def to_constrained(self, z):
         increments = jnp.exp(z[..., 1:])

@@ -38,7 +38,7 @@ class Assessment(NamedTuple):
     grad_norm: jax.Array
 
 
-def _spd_inverse(matrix: jax.Array):
+def spd_inverse(matrix: jax.Array):
     """Inverse of a symmetric matrix and whether it is positive definite and well conditioned.
 
     Both come from one eigendecomposition of the correlation form ``D^-1/2 M D^-1/2``.
@@ -62,7 +62,7 @@ def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
     minus the log-likelihood minus the log-prior).
     """
     loss, g, information = derivatives
-    inverse, info_ok = _spd_inverse(information)
+    inverse, info_ok = spd_inverse(information)
     newton_step = inverse @ g
     step_ok = jnp.max(jnp.abs(newton_step) / jnp.maximum(jnp.abs(z), 1.0)) <= xtol
     status = jnp.where(loop_status != int(Status.CONVERGED), loop_status,
@@ -74,7 +74,7 @@ def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
     else:
         scores = lik.scores(z)
         outer = scores.T @ (lik.weights.astype(z.dtype)[:, None] * scores)
-        outer_inverse, outer_ok = _spd_inverse(outer)
+        outer_inverse, outer_ok = spd_inverse(outer)
         if cov_kind == "opg":
             cov_z, cov_ok = outer_inverse, outer_ok
         else:
