@@ -9,7 +9,7 @@ correlation form. That decides the final status and gives every covariance:
   Otherwise the status is SINGULAR_HESSIAN and ``cov``/``se`` are NaN.
 * The exact Newton step ``A^-1 g`` from the estimate must be below ``xtol`` relative to
   ``max(|z|, 1)``; a vanishing gradient with a large Newton step means the likelihood is
-  still rising along a flat direction (status BOUNDARY).
+  still rising along a flat direction (status BOUNDARY; ``cov``/``se`` are then NaN).
 
 Covariances in ``z`` (Newey & McFadden 1994, section 4; White 1982 for the sandwich):
 ``observed = A^-1``, ``opg = B^-1`` with ``B = sum_i w_i s_i s_i'`` over per-observation
@@ -81,6 +81,9 @@ def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
             cov_z, cov_ok = inverse @ outer @ inverse, info_ok
     jacobian = jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
     cov = jacobian @ cov_z @ jacobian.T
+    # At a BOUNDARY the estimate is drifting to the edge of the space: its curvature there
+    # describes no interior optimum, so no standard error is reported.
+    cov_ok = cov_ok & (status != int(Status.BOUNDARY))
     cov = jnp.where(cov_ok & jnp.all(jnp.isfinite(cov)), 0.5 * (cov + cov.T), jnp.nan)
     loglik = -loss - lik.log_prior(z)
     return Assessment(status.astype(jnp.int32), cov, loglik, jnp.max(jnp.abs(g)))

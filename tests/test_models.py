@@ -103,6 +103,7 @@ def test_batch_from_the_model_start_equals_the_vmapped_closed_form(name):
 def test_all_successes_is_reported_on_the_boundary_not_converged():
     fit = jm.fit(jm.models.bernoulli, None, np.ones(20))
     assert fit.status == jm.Status.BOUNDARY
+    assert np.isnan(fit.se["p"])  # no standard error for an estimate drifting to p = 1
 
 
 def test_init_is_required_without_a_ready_model():
