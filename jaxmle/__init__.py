@@ -10,6 +10,7 @@ from jaxmle._constraints import interval, ordered, positive, real, simplex, unit
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
+from jaxmle._hypothesis import Comparison, compare, score_test, wald_test
 from jaxmle._inference import delta_method, lr_test
 from jaxmle._multistart import Multistart, multistart
 from jaxmle._profile import Profile, profile
@@ -18,10 +19,12 @@ from jaxmle._stream import Block, concat_fits, fit_stream
 
 __all__ = [
            "Block",
+           "Comparison",
            "Fit",
            "Multistart",
            "Profile",
            "Status",
+           "compare",
            "concat_fits",
            "delta_method",
            "enable_compilation_cache",
@@ -38,7 +41,9 @@ __all__ = [
            "process_shard",
            "profile",
            "real",
+           "score_test",
            "simplex",
            "unit_interval",
+           "wald_test",
 ]
 __version__ = "0.1.0"
