@@ -25,6 +25,7 @@ import numpy as np
 
 from jaxmle import _engine, _parameters, _precision, _validation, _xla
 from jaxmle._fit import Fit
+from jaxmle._objective import likelihood
 from jaxmle._solve import FitSpec, fit_one
 from jaxmle._status import Status
 
@@ -92,7 +93,9 @@ def _solve_starts(spec: FitSpec, init, starts, noise, spread, data, weights, mas
     ``S``, or None for ``init`` (or ``init(data)``) moved by ``noise`` ``(S, k)``."""
     space = spec.space
     if starts is None:
-        z0 = space.to_unconstrained(spec.init_fn(data) if spec.init_fn is not None else init)
+        # As in fit: a data-driven start sees padding replaced by an active observation.
+        safe = likelihood(spec.model, space, data, weights, mask).data
+        z0 = space.to_unconstrained(spec.init_fn(safe) if spec.init_fn is not None else init)
         z0 = z0.astype(noise.dtype)
         z = z0 + spread * jnp.maximum(jnp.abs(z0), 1.0) * noise
         starts = jax.vmap(space.to_constrained)(z)

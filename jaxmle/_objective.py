@@ -64,6 +64,7 @@ class Likelihood(NamedTuple):
     scores: Callable | None  # z -> (n, k) per-observation scores (zero rows when inactive)
     active: jax.Array | None  # (n,) bool, per-observation form only
     weights: jax.Array | None  # (n,) weights (1 where none were given)
+    data: object             # the data with inactive observations replaced (see _safe_data)
 
 
 def _safe_data(data, active: jax.Array, n: int):
@@ -85,7 +86,7 @@ def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Like
         lambda z: model.log_prior(space.to_constrained(z)))
     if not model.per_observation:
         return Likelihood(lambda z: model.log_density(space.to_constrained(z), data),
-                          prior, None, None, None)
+                          prior, None, None, None, data)
     n = model.n_obs_axis
     active = jnp.ones((n,), bool) if mask is None else mask
     w = jnp.ones((n,)) if weights is None else weights
@@ -99,7 +100,7 @@ def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Like
     def loglik(z):
         return jnp.sum(w.astype(z.dtype) * terms(z))
 
-    return Likelihood(loglik, prior, jax.jacfwd(terms), active, w)
+    return Likelihood(loglik, prior, jax.jacfwd(terms), active, w, safe)
 
 
 def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:

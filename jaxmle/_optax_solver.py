@@ -82,7 +82,28 @@ def from_method(method) -> OptaxSolver:
     return OptaxSolver(optax.with_extra_args_support(method), _optax_name(method), False)
 
 
+# optax combinators: their update functions wrap the ones that say what the optimiser is.
+_WRAPPERS = {"chain", "with_extra_args_support", "named_chain"}
+
+
+def _factories(update, depth: int = 0) -> list[str]:
+    """The functions that built ``update`` (``scale_by_adam`` for its ``update_fn``), looking
+    through combinators such as ``chain`` into the functions they close over."""
+    factory = getattr(update, "__qualname__", "").split(".")[0]
+    if factory not in _WRAPPERS or depth > 8:
+        return [factory] if factory else []
+    names = []
+    for cell in getattr(update, "__closure__", None) or ():
+        contents = cell.cell_contents
+        inner = contents if isinstance(contents, tuple) else (contents,)
+        for item in inner:
+            item = getattr(item, "update", item)
+            if callable(item) and "update" in getattr(item, "__name__", ""):
+                names += [name for name in _factories(item, depth + 1) if name not in names]
+    return names
+
+
 def _optax_name(transformation) -> str:
-    """``optax:adam`` for ``optax.adam(...)``: the factory that built the update function."""
-    qualname = getattr(transformation.update, "__qualname__", "transformation")
-    return "optax:" + qualname.split(".")[0]
+    """A label for ``Fit.method``: ``optax:scale_by_adam+scale_by_learning_rate`` for
+    ``optax.adam(...)`` (optax builds most optimisers as chains of transformations)."""
+    return "optax:" + ("+".join(_factories(transformation.update)) or "transformation")

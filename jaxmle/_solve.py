@@ -74,8 +74,10 @@ def _problem(spec: FitSpec, data, weights, mask, valid) -> _Problem:
     return _Problem(lik, objective(lik, scale), n_obs, blocked)
 
 
-def _start(spec: FitSpec, problem: _Problem, init, data) -> _loop.LoopState:
-    params0 = spec.init_fn(data) if spec.init_fn is not None else init
+def _start(spec: FitSpec, problem: _Problem, init) -> _loop.LoopState:
+    # A data-driven start sees padded or zero-weight observations replaced by the first
+    # active one: finite whatever the padding holds (a start, not an estimate).
+    params0 = spec.init_fn(problem.lik.data) if spec.init_fn is not None else init
     # A callable init may return integers; the solver works in the scope's float dtype.
     z0 = spec.space.to_unconstrained(params0).astype(jnp.result_type(float))
     return _loop.start(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
@@ -103,7 +105,7 @@ def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
 
 def start_one(spec: FitSpec, init, data, weights, mask, valid=True) -> _loop.LoopState:
     """The loop state of one dataset at its start (traceable)."""
-    return _start(spec, _problem(spec, data, weights, mask, valid), init, data)
+    return _start(spec, _problem(spec, data, weights, mask, valid), init)
 
 
 def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
@@ -120,5 +122,5 @@ def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     """Fits one dataset (traceable); its likelihood is built once, outside the loop."""
     problem = _problem(spec, data, weights, mask, True)
     loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop),
-                              _start(spec, problem, init, data))
+                              _start(spec, problem, init))
     return _finish(spec, problem, loop)

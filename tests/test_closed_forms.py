@@ -33,6 +33,8 @@ def test_single_fit_matches_closed_form(model, method_name):
     fit = jm.fit(case.log_density, case.init, data, constraints=case.constraints,
                  method=method, **options)
     assert fit.converged, fit.summary()
+    # The method is named in results: optax.adam is a chain of scale_by_adam and a scale.
+    assert fit.method == {"adam": "optax:scale_by_adam+scale"}.get(method_name, method_name)
     expected, expected_se = case.closed_form(data)
     _check(fit.params, fit.se, expected, expected_se, _tolerance(method_name))
 

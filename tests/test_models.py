@@ -100,6 +100,18 @@ def test_batch_from_the_model_start_equals_the_vmapped_closed_form(name):
     _assert_params_close(fits.params, closed, ESTIMATE_RTOL)
 
 
+def test_data_driven_start_ignores_padding_whatever_it_holds():
+    data = _simulate("normal", np.random.default_rng(9), batch=B)
+    mask = np.arange(N) < np.random.default_rng(10).integers(N // 2, N + 1, size=(B, 1))
+    padded = np.where(mask, data, np.nan)
+    fits = jm.fit_batch(jm.models.normal, None, padded, mask=mask)
+    assert fits.converged.all(), fits.status
+    for b in (0, B - 1):
+        active = data[b][mask[b]]
+        _assert_params_close(fits[b].params, {"mu": active.mean(), "sigma": active.std()},
+                             ESTIMATE_RTOL)
+
+
 def test_all_successes_is_reported_on_the_boundary_not_converged():
     fit = jm.fit(jm.models.bernoulli, None, np.ones(20))
     assert fit.status == jm.Status.BOUNDARY
