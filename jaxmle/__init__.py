@@ -5,7 +5,9 @@ The public surface is this module; everything else is private. See the README an
 """
 
 from jaxmle import models
+from jaxmle._bootstrap import Bootstrap, bootstrap
 from jaxmle._cache import enable_compilation_cache
+from jaxmle._calibration import Calibration, calibrate
 from jaxmle._constraints import interval, ordered, positive, real, simplex, unit_interval
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
@@ -19,11 +21,15 @@ from jaxmle._stream import Block, concat_fits, fit_stream
 
 __all__ = [
            "Block",
+           "Bootstrap",
+           "Calibration",
            "Comparison",
            "Fit",
            "Multistart",
            "Profile",
            "Status",
+           "bootstrap",
+           "calibrate",
            "compare",
            "concat_fits",
            "delta_method",
