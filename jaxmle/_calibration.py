@@ -22,15 +22,9 @@ methods", *Statistics in Medicine* 38, 2019, table 6), with their Monte-Carlo st
 (lower, upper)``, pytrees like ``params`` with the replications' leading axis and NaN where
 the kind gives no interval, where ``replicated`` is a ``Replicated`` (the fits of a block of
 replications, the data they were fitted to, and the model and options). A new kind is one
-entry; profile-likelihood intervals (``jm.profile``), for instance, would be::
-
-    def _profile(replicated, level):
-        result = jm.profile(replicated.log_density, replicated.fits, replicated.data,
-                            level=level, constraints=replicated.constraints,
-                            log_prior=replicated.log_prior)
-        return result.lower, result.upper
-
-    INTERVALS["profile"] = _profile
+entry. Two are built in: ``"wald"`` and ``"profile"`` (``jm.profile``; entries under a
+``simplex``/``ordered`` constraint cannot be profiled and get no interval; an open end is
+the edge of the support, so it covers every truth on its side).
 
 **Batches of truths** (``batched=True``): every leaf of ``truth`` has a leading axis ``T``;
 all ``T x R`` datasets are fitted in one call and every result gets the axis ``T``.
@@ -48,6 +42,7 @@ import jax
 import numpy as np
 
 from jaxmle import _bootstrap, _engine, _parameters, _precision, _summary, _validation
+from jaxmle import _profile as _profile_module
 from jaxmle._fit import Fit
 from jaxmle._status import Status
 from jaxmle._stream import concat_fits
@@ -81,7 +76,16 @@ def _wald(replicated: Replicated, level: float):
     return jax.tree_util.tree_map(where_converged, fits.conf_int(level))
 
 
-INTERVALS: dict[str, Callable[[Replicated, float], tuple[Any, Any]]] = {"wald": _wald}
+def _profile(replicated: Replicated, level: float):
+    """Profile-likelihood intervals (``jm.profile``); NaN where the fit or a profile failed."""
+    result = _profile_module.profile(
+        replicated.log_density, replicated.fits, replicated.data, level=level,
+        constraints=replicated.constraints, log_prior=replicated.log_prior)
+    return result.lower, result.upper
+
+
+INTERVALS: dict[str, Callable[[Replicated, float], tuple[Any, Any]]] = {
+    "wald": _wald, "profile": _profile}
 
 
 class Calibration(NamedTuple):

@@ -31,13 +31,15 @@ def _simulated(model, truth, n, seed, replications):
 
 def test_wald_intervals_of_a_regular_model_are_calibrated():
     truth = {"mu": 1.5, "sigma": 2.0}
-    cal = jm.calibrate(NORMAL, NORMAL.simulate, truth, n=200, replications=R, seed=SEED)
+    cal = jm.calibrate(NORMAL, NORMAL.simulate, truth, n=200, replications=R, seed=SEED,
+                       intervals=("wald", "profile"))
     print("\n" + str(cal))
     assert cal.converged == 1.0 and cal.fits.params["mu"].shape == (R,)
     for name in ("mu", "sigma"):
-        coverage, mcse = cal.coverage["wald"][name], cal.coverage_mcse["wald"][name]
-        np.testing.assert_allclose(mcse, math.sqrt(coverage * (1 - coverage) / R), rtol=SAME_RTOL)
-        assert abs(coverage - LEVEL) < MC * math.sqrt(LEVEL * (1 - LEVEL) / R)
+        for kind in ("wald", "profile"):
+            coverage, mcse = cal.coverage[kind][name], cal.coverage_mcse[kind][name]
+            np.testing.assert_allclose(mcse, math.sqrt(coverage * (1 - coverage) / R), rtol=SAME_RTOL)
+            assert abs(coverage - LEVEL) < MC * math.sqrt(LEVEL * (1 - LEVEL) / R), (kind, name)
         # mean SE / empirical SD: the SD of R estimates has relative error 1 / sqrt(2 (R - 1))
         assert abs(cal.se_ratio[name] - 1) < MC / math.sqrt(2 * (R - 1))
 
@@ -73,7 +75,7 @@ def _exact_wald_coverage(p, n):
 def bernoulli_truths():
     truth = {"p": np.array([0.2, 0.5])}
     return truth, jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, replications=R,
-                               seed=SEED, batched=True)
+                               seed=SEED, batched=True, intervals=("wald", "profile"))
 
 
 def test_wald_coverage_of_tiny_n_bernoulli_is_poor_and_counts_boundary_fits(bernoulli_truths):
@@ -93,6 +95,13 @@ def test_wald_coverage_of_tiny_n_bernoulli_is_poor_and_counts_boundary_fits(bern
         p_hat = x / 10
         covered = (x > 0) & (x < 10) & (np.abs(p_hat - p) <= Z * np.sqrt(p_hat * (1 - p_hat) / 10))
         np.testing.assert_allclose(coverage[t], covered.mean(), rtol=SAME_RTOL)
+        # The profile (likelihood-ratio) interval covers p exactly when the LR statistic at p
+        # is below chi2_1(0.95) = Z^2; boundary fits give no interval.
+        inner = np.clip(p_hat, 1e-300, 1 - 1e-16)
+        loglik = lambda q: x * np.log(q) + (10 - x) * np.log1p(-q)
+        lr_covered = (x > 0) & (x < 10) & (2 * (loglik(inner) - loglik(p)) <= Z**2)
+        np.testing.assert_allclose(cal.coverage["profile"]["p"][t], lr_covered.mean(), rtol=SAME_RTOL)
+        assert LEVEL - cal.coverage["profile"]["p"][t] > MC * cal.coverage_mcse["profile"]["p"][t]
     assert (cal.fits.status[0] == jm.Status.BOUNDARY).sum() > 150  # 0.8^10 = 10.7% of 2,000
     assert "BOUNDARY" in str(cal) and "at truth 1" in str(cal)
 
@@ -111,9 +120,9 @@ def test_a_batch_of_truths_equals_single_calls(bernoulli_truths):
 
 
 def test_interval_kinds_are_one_mapping():
-    assert list(_calibration.INTERVALS) == ["wald"]
-    with pytest.raises(ValueError, match=r"unknown interval kinds \['profile'\]; use some of \['wald'\]"):
-        jm.calibrate(BERNOULLI, BERNOULLI.simulate, {"p": 0.2}, n=10, intervals=("profile",))
+    assert list(_calibration.INTERVALS) == ["wald", "profile"]
+    with pytest.raises(ValueError, match=r"unknown interval kinds \['bca'\]; use some of \['wald', 'profile'\]"):
+        jm.calibrate(BERNOULLI, BERNOULLI.simulate, {"p": 0.2}, n=10, intervals=("bca",))
 
 
 def test_bad_inputs_raise_clear_errors():
