@@ -3,7 +3,8 @@
 Workloads (float64, simulated; the fit itself is timed as the reference):
 
 1. ``profile``: Normal(mu, sigma), ``--datasets`` x ``--obs``: ``jm.fit_batch`` then
-   ``jm.profile`` of both parameters of every dataset (four interval ends per dataset).
+   ``jm.profile`` of both parameters of every dataset (four interval ends per dataset), and
+   ``jm.diagnose`` of the same fits.
 2. ``multistart``: a two-component Gaussian mixture, ``--datasets / 10`` datasets x 500,
    ``jm.multistart(..., starts=8, batched=True)`` against one ``jm.fit_batch``.
 
@@ -38,10 +39,15 @@ def profile_rows(datasets: int, obs: int):
     prof, first, steady = timed(lambda: jm.profile(jm.models.normal, fits, x))
     ends = np.stack([prof.lower["mu"], prof.upper["mu"], prof.lower["sigma"], prof.upper["sigma"]])
     found = np.isfinite(ends).all(axis=0).mean()
+    report, diagnose_first, diagnose_steady = timed(lambda: jm.diagnose(jm.models.normal, fits, x))
+    ratio = np.nanmedian(report.im_ratio)
     return [("fit_batch (Normal)", datasets, fit_first, fit_steady, f"{fits.converged.mean():.2%} converged"),
             ("profile, 2 parameters", datasets, first, steady,
              f"{found:.2%} with all 4 ends; {prof.better.sum()} better optima; "
-             f"{sum(v.sum() for v in prof.failed.values())} failed")]
+             f"{sum(v.sum() for v in prof.failed.values())} failed"),
+            ("diagnose", datasets, diagnose_first, diagnose_steady,
+             f"median information-matrix ratio {ratio:.3f}; "
+             f"{sum(v.sum() for v in report.weak.values())} weak flags")]
 
 
 def multistart_rows(datasets: int):

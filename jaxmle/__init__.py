@@ -9,6 +9,7 @@ from jaxmle._bootstrap import Bootstrap, bootstrap
 from jaxmle._cache import enable_compilation_cache
 from jaxmle._calibration import Calibration, calibrate
 from jaxmle._constraints import interval, ordered, positive, real, simplex, unit_interval
+from jaxmle._diagnostics import Diagnosis, diagnose, refit
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
@@ -24,6 +25,7 @@ __all__ = [
            "Bootstrap",
            "Calibration",
            "Comparison",
+           "Diagnosis",
            "Fit",
            "Multistart",
            "Profile",
@@ -33,6 +35,7 @@ __all__ = [
            "compare",
            "concat_fits",
            "delta_method",
+           "diagnose",
            "enable_compilation_cache",
            "fit",
            "fit_batch",
@@ -47,6 +50,7 @@ __all__ = [
            "process_shard",
            "profile",
            "real",
+           "refit",
            "score_test",
            "simplex",
            "unit_interval",

@@ -6,6 +6,7 @@ of new data of the same shape reuse the compiled function.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -100,6 +101,35 @@ def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, we
     spec = FitSpec(Model(log_density, log_prior, n), space, solver, init_fn, cov,
                    int(max_iter), gtol, DEFAULT_XTOL)
     return spec, init_values, data, weights, mask
+
+
+def precision_of(fit: Fit) -> str:
+    """``"float64"`` or ``"float32"``: the precision ``fit`` was computed in."""
+    return "float64" if np.asarray(fit.loglik).dtype == np.float64 else "float32"
+
+
+def prepare_for_fit(log_density, fit: Fit, data, *, constraints, log_prior, weights, mask,
+                    max_iter=None, gtol=None):
+    """Validated ``(spec, data, weights, mask)`` to evaluate ``fit``'s model on its data.
+
+    For the tools that start from a finished single or batched fit (profiles,
+    diagnostics): the spec (Newton, no data-driven start) has ``fit``'s parameter layout,
+    and a batched fit's data must have its ``B`` datasets.
+    """
+    if not isinstance(fit, Fit):
+        raise TypeError(f"fit must be a jm.Fit, got {type(fit).__name__}")
+    batched = bool(fit.batch_shape)
+    template = fit[0].params if batched else fit.params
+    with _precision.scope(precision_of(fit)):
+        spec, _, data, weights, mask = _prepare(
+            log_density, lambda _: template, data, method="newton", constraints=constraints,
+            log_prior=log_prior, cov="observed", weights=weights,
+            mask=mask if batched else None, max_iter=max_iter, gtol=gtol,
+            precision=precision_of(fit), batched=batched)
+    if batched and len(fit) != _validation.batch_size_of(data):
+        raise ValueError(f"fit has {len(fit)} datasets but data has "
+                         f"{_validation.batch_size_of(data)}")
+    return dataclasses.replace(spec, init_fn=None), data, weights, mask
 
 
 def fit(log_density: Callable, init, data, *, method="newton", constraints=None,

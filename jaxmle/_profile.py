@@ -286,21 +286,14 @@ def profile(log_density: Callable, fit: Fit, data, *, parameters: Sequence[str] 
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
-    if not isinstance(fit, Fit):
-        raise TypeError(f"fit must be a jm.Fit, got {type(fit).__name__}")
+    spec, data, weights, mask = _engine.prepare_for_fit(
+        log_density, fit, data, constraints=constraints, log_prior=log_prior, weights=weights,
+        mask=mask, max_iter=max_iter, gtol=gtol)
     batched = bool(fit.batch_shape)
-    precision = "float64" if np.asarray(fit.loglik).dtype == np.float64 else "float32"
+    precision = _engine.precision_of(fit)
     params = fit.params
-    template = fit[0].params if batched else params
     with _precision.scope(precision):
-        spec, _, data, weights, mask = _engine._prepare(
-            log_density, lambda _: template, data, method="newton", constraints=constraints,
-            log_prior=log_prior, cov="observed", weights=weights, mask=mask if batched else None,
-            max_iter=max_iter, gtol=gtol, precision=precision, batched=batched)
-        if batched and len(fit) != jax.tree_util.tree_leaves(data)[0].shape[0]:
-            raise ValueError(f"fit has {len(fit)} datasets but data has "
-                             f"{jax.tree_util.tree_leaves(data)[0].shape[0]}")
-        plan = _plan(dataclasses.replace(spec, init_fn=None), parameters)
+        plan = _plan(spec, parameters)
         # sqrt of the chi-squared(1) quantile: the standard normal quantile of (1 + level) / 2.
         target = np.asarray(statistics.NormalDist().inv_cdf(0.5 + 0.5 * level), precision)
         if not batched:
