@@ -97,21 +97,21 @@ def _unchunked(tree):
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
-def _solve_device(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
+def _solve_device(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
     """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere."""
-    return _unchunked(jax.lax.map(lambda window: _solve_window(spec, lay, init, *window),
-                                  _chunked((data, weights, mask, valid), lay.windows)))
+    return _unchunked(jax.lax.map(lambda window: _solve_window(spec, lay, *window),
+                                  _chunked((starts, data, weights, mask, valid), lay.windows)))
 
 
-def _solve_window(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
+def _solve_window(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
     """The datasets of one window: leading axis ``chunks * chunk`` on every argument."""
-    start = jax.vmap(functools.partial(_solve.start_one, spec, init))
+    start = jax.vmap(functools.partial(_solve.start_one, spec))
     step = jax.vmap(functools.partial(_solve.step_one, spec))
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))
     total = lay.chunks * lay.chunk
 
     loops = _unchunked(jax.lax.map(lambda slices: start(*slices),
-                                   _chunked((data, weights, mask, valid), lay.chunks)))
+                                   _chunked((starts, data, weights, mask, valid), lay.chunks)))
 
     def load(loops, index):
         """The loop states and data of datasets ``index`` (past the end: finished dummies)."""
@@ -146,16 +146,19 @@ def _solve_window(spec, lay: Layout, init, data, weights, mask, valid) -> Fit:
     return _unchunked(fits)
 
 
-def _solve_batch(spec: _solve.FitSpec, lay: Layout, init, data, weights, mask, valid) -> Fit:
-    """The batched fit of ``lay.padded`` datasets (leading axis on data, weights, mask, valid)."""
+def _solve_batch(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
+    """The batched fit of ``lay.padded`` datasets (leading axis on every argument).
+
+    ``starts``: one start per dataset (None with a data-driven start, ``spec.init_fn``).
+    """
     solve_device = functools.partial(_solve_device, spec, lay)
     if lay.devices == 1:
-        return solve_device(init, data, weights, mask, valid)
+        return solve_device(starts, data, weights, mask, valid)
     mesh = jax.make_mesh((lay.devices,), ("batch",), axis_types=(AxisType.Auto,),
                          devices=jax.local_devices()[:lay.devices])
     batch = PartitionSpec("batch")
-    return jax.shard_map(solve_device, mesh=mesh, in_specs=(PartitionSpec(), batch, batch, batch, batch),
-                         out_specs=batch, check_vma=False)(init, data, weights, mask, valid)
+    return jax.shard_map(solve_device, mesh=mesh, in_specs=batch, out_specs=batch,
+                         check_vma=False)(starts, data, weights, mask, valid)
 
 
 solve = _xla.jit(_solve_batch, static_argnums=(0, 1))

@@ -241,16 +241,22 @@ def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) ->
     return _batch.auto_chunk_size(per_dataset, spec.model.n_obs_axis, spec.space.n_free)
 
 
-def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask) -> Fit:
+def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask, *,
+             starts=None) -> Fit:
     """Starts the compiled batched fit of validated host inputs, padded to ``lay.padded``.
 
-    Returns device arrays at once (JAX dispatches asynchronously): the caller can prepare
-    the next batch while this one runs.
+    Every dataset starts at ``init_values``, or at its own entry of ``starts`` (a pytree
+    like ``init`` with a leading axis ``B``). Returns device arrays at once (JAX dispatches
+    asynchronously): the caller can prepare the next batch while this one runs.
     """
-    valid = np.arange(lay.padded) < _validation.batch_size_of(data)
+    batch = _validation.batch_size_of(data)
+    valid = np.arange(lay.padded) < batch
+    if starts is None:
+        starts = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(leaf, (batch, *np.shape(leaf))),
+                                        init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
-    return _batch.solve(spec, lay, init_values, jax.tree_util.tree_map(pad, data),
-                        pad(weights), pad(mask), valid)
+    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
+                        jax.tree_util.tree_map(pad, data), pad(weights), pad(mask), valid)
 
 
 def fetch(fits: Fit, batch: int) -> Fit:

@@ -1,9 +1,11 @@
 """Multistart: fit every dataset from many starting points at once, keep the best optimum.
 
-The starts of one dataset are solved together (``vmap`` of the single-fit loop over starts,
-the data shared, never copied); a batch maps that over chunks of datasets. The best start is
-the converged one with the highest log-likelihood (if none converged: the highest finite
-one, with its non-converged status). Converged starts are grouped into distinct optima: two
+Every start of every dataset is solved as a dataset of its own in one batched fit (the
+data of a dataset repeated once per start), so the batched driver's straggler compaction
+applies: a start that needs many iterations holds one lane, not the other starts of its
+dataset or its chunk (``jaxmle/_batch.py``). The best start is the converged one with the
+highest log-likelihood (if none converged: the highest finite one, with its non-converged
+status). Converged starts are grouped into distinct optima: two
 are the same optimum when every parameter agrees within ``SAME_RTOL`` relative or
 ``SAME_SE`` standard errors of the best fit. ``n_optima > 1`` flags a multimodal likelihood.
 
@@ -23,10 +25,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmle import _engine, _parameters, _precision, _validation, _xla
+from jaxmle import _batch, _engine, _parameters, _precision, _validation, _xla
 from jaxmle._fit import Fit
 from jaxmle._objective import likelihood
-from jaxmle._solve import FitSpec, fit_one
+from jaxmle._solve import FitSpec
 from jaxmle._status import Status
 
 SAME_RTOL = 1e-5
@@ -88,29 +90,50 @@ def compare_starts(spec: FitSpec, fits: Fit) -> Multistart:
         distance=jnp.where(any_other, jnp.max(jnp.where(other, far, -jnp.inf)), jnp.nan))
 
 
-def _solve_starts(spec: FitSpec, init, starts, noise, spread, data, weights, mask) -> Multistart:
-    """All starts of one dataset (traceable). ``starts``: user starts with a leading axis
-    ``S``, or None for ``init`` (or ``init(data)``) moved by ``noise`` ``(S, k)``."""
+def _start_points(spec: FitSpec, init, starts, noise, spread, data, weights, mask):
+    """The ``S`` starts of one dataset (traceable): the user's ``starts`` (a leading axis
+    ``S``), or None for ``init`` (or ``init(data)``) moved by ``noise`` ``(S, k)``."""
+    if starts is not None:
+        return starts
     space = spec.space
-    if starts is None:
-        # As in fit: a data-driven start sees padding replaced by an active observation.
-        safe = likelihood(spec.model, space, data, weights, mask).data
-        z0 = space.to_unconstrained(spec.init_fn(safe) if spec.init_fn is not None else init)
-        z0 = z0.astype(noise.dtype)
-        z = z0 + spread * jnp.maximum(jnp.abs(z0), 1.0) * noise
-        starts = jax.vmap(space.to_constrained)(z)
+    # As in fit: a data-driven start sees padding replaced by an active observation.
+    safe = likelihood(spec.model, space, data, weights, mask).data
+    z0 = space.to_unconstrained(spec.init_fn(safe) if spec.init_fn is not None else init)
+    z0 = z0.astype(noise.dtype)
+    return jax.vmap(space.to_constrained)(z0 + spread * jnp.maximum(jnp.abs(z0), 1.0) * noise)
+
+
+def _batch_start_points(spec, init, starts, noise, spread, data, weights, mask):
+    """``(B, S, ...)`` starts of every dataset."""
+    one = lambda d, w, m: _start_points(spec, init, starts, noise, spread, d, w, m)
+    return jax.vmap(one)(data, weights, mask)
+
+
+_batch_start_points_compiled = _xla.jit(_batch_start_points, static_argnums=0)
+_compare_batch = _xla.jit(lambda spec, fits: jax.vmap(lambda f: compare_starts(spec, f))(fits),
+                          static_argnums=0)
+
+
+def _solve(spec: FitSpec, init_values, user_starts, noise, spread, data, weights, mask,
+           chunk_size) -> Multistart:
+    """Every start of every dataset of a batch as a dataset of its own in one batched fit
+    (its straggler compaction lets a slow start hold one lane, not its dataset's others);
+    then the starts of each dataset are compared."""
+    count = noise.shape[0]
+    batch = _validation.batch_size_of(data)
+    points = _batch_start_points_compiled(spec, init_values, user_starts, noise, spread, data,
+                                          weights, mask)
+    flat = lambda tree: jax.tree_util.tree_map(
+        lambda leaf: np.asarray(leaf).reshape((batch * count, *np.shape(leaf)[2:])), tree)
+    repeat = lambda tree: jax.tree_util.tree_map(lambda leaf: np.repeat(leaf, count, axis=0), tree)
+    data, weights, mask = repeat(data), repeat(weights), repeat(mask)
     fixed = dataclasses.replace(spec, init_fn=None)
-    fits = jax.vmap(lambda start: fit_one(fixed, start, data, weights, mask))(starts)
-    return compare_starts(spec, fits)
-
-
-def _solve_batch(spec, chunk, init, starts, noise, spread, data, weights, mask):
-    one = lambda slices: _solve_starts(spec, init, starts, noise, spread, *slices)
-    return jax.lax.map(one, (data, weights, mask), batch_size=chunk)
-
-
-_solve_starts_compiled = _xla.jit(_solve_starts, static_argnums=0)
-_solve_batch_compiled = _xla.jit(_solve_batch, static_argnums=(0, 1))
+    chunk = _engine.resolve_chunk_size(chunk_size, fixed, (data, weights, mask))
+    lay = _batch.layout(batch * count, chunk, jax.local_device_count())
+    fits = _engine.dispatch(fixed, lay, None, data, weights, mask, starts=flat(points))
+    fits = jax.tree_util.tree_map(lambda leaf: leaf[:batch * count].reshape((batch, count, *leaf.shape[1:])),
+                                  fits)
+    return jax.device_get(_compare_batch(spec, fits))
 
 
 def _host_starts(starts, space, dtype):
@@ -146,13 +169,13 @@ def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 
         seed: seed of the default perturbations.
         batched: ``data`` holds ``B`` datasets along a leading axis (``mask`` as in
             ``fit_batch``); every array of the result then has a leading axis ``B``.
-        chunk_size: datasets whose starts are vectorised together (default: chosen from
-            the data size, as in ``fit_batch``, divided by ``S``).
+        chunk_size: starts vectorised together (default: chosen from the data size, as
+            in ``fit_batch``).
 
     Returns:
         A ``Multistart``: ``best`` (the ``Fit`` to report), ``fits`` (every start),
-        ``n_optima``, ``multimodal``, ``loglik_gap``, ``distance``. The starts of a dataset
-        run together until the slowest stops (no straggler compaction across starts).
+        ``n_optima``, ``multimodal``, ``loglik_gap``, ``distance``. All starts are fitted
+        as ``B * S`` datasets of one batched fit (memory: ``S`` times the data).
 
     Example:
         >>> import numpy as np
@@ -182,11 +205,11 @@ def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 
             count = jax.tree_util.tree_leaves(user_starts)[0].shape[0]
             noise = np.zeros((count, spec.space.n_free), dtype)
         spread = np.asarray(spread, dtype)
-        if not batched:
-            return jax.device_get(_solve_starts_compiled(
-                spec, init_values, user_starts, noise, spread, data, weights, mask))
-        chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
-        if chunk_size is None:
-            chunk = max(1, chunk // noise.shape[0])
-        return jax.device_get(_solve_batch_compiled(
-            spec, chunk, init_values, user_starts, noise, spread, data, weights, mask))
+        if batched:
+            return _solve(spec, init_values, user_starts, noise, spread, data, weights, mask,
+                          chunk_size)
+        # A single dataset is a batch of one.
+        one = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
+        result = _solve(spec, init_values, user_starts, noise, spread, one(data), one(weights),
+                        None, chunk_size)
+        return jax.tree_util.tree_map(lambda leaf: leaf[0], result)
