@@ -13,6 +13,7 @@ from jaxmle._diagnostics import Diagnosis, diagnose, refit
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
 from jaxmle._fit import Fit
+from jaxmle._groups import GroupFits, fit_groups
 from jaxmle._hypothesis import Comparison, compare, score_test, wald_test
 from jaxmle._inference import delta_method, lr_test
 from jaxmle._multistart import Multistart, multistart
@@ -27,6 +28,7 @@ __all__ = [
            "Comparison",
            "Diagnosis",
            "Fit",
+           "GroupFits",
            "Multistart",
            "Profile",
            "Status",
@@ -39,6 +41,7 @@ __all__ = [
            "enable_compilation_cache",
            "fit",
            "fit_batch",
+           "fit_groups",
            "fit_stream",
            "gather_fits",
            "interval",

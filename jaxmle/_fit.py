@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmle import _summary
+from jaxmle import _frames, _summary
 from jaxmle._status import Status
 
 
@@ -86,6 +86,28 @@ class Fit:
         lower = jax.tree_util.tree_map(lambda p, s: p - z * s, self.params, self.se)
         upper = jax.tree_util.tree_map(lambda p, s: p + z * s, self.params, self.se)
         return lower, upper
+
+    def to_dataframe(self, level: float = 0.95):
+        """A pandas DataFrame with one row per dataset (a single fit: one row).
+
+        Columns: for each entry of ``names``, the estimate (named like the entry, e.g.
+        ``mu`` or ``beta[0]``) and ``<name>_se``, ``<name>_lower``, ``<name>_upper`` (the
+        Wald interval at ``level``); then ``loglik``, ``aic``, ``bic``, ``n_obs`` (NaN for
+        a scalar log-density), ``n_iter``, ``converged`` and ``status`` (the ``Status``
+        name). ``frame.attrs["level"]`` records the level.
+
+        Raises:
+            ImportError: pandas is not installed (``pip install 'jaxmle[pandas]'``).
+
+        Example:
+            >>> import numpy as np
+            >>> import jaxmle as jm
+            >>> x = np.random.default_rng(0).poisson(3.0, size=(2, 40))
+            >>> frame = jm.fit_batch(jm.models.poisson, None, x).to_dataframe()
+            >>> list(frame.columns[:4]), list(frame["status"])
+            (['rate', 'rate_se', 'rate_lower', 'rate_upper'], ['CONVERGED', 'CONVERGED'])
+        """
+        return _frames.fit_frame(self, level)
 
     # ----- batches --------------------------------------------------------------------
     def __len__(self) -> int:
