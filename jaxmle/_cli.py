@@ -39,6 +39,7 @@ import numpy as np
 
 import jaxmle
 from jaxmle import _frames, _groups, _progress, models
+from jaxmle._cache import enable_compilation_cache
 from jaxmle._status import Status
 from jaxmle._stream import fit_stream
 
@@ -138,6 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", action="store_true",
                      help="skip the chunks an interrupted run of the same command finished")
     fit.add_argument("--quiet", action="store_true", help="no progress line and no summary")
+    fit.add_argument("--cache", nargs="?", const="", default=None, metavar="DIR",
+                     help="keep compiled fits in DIR (default $JAXMLE_CACHE_DIR or "
+                     "~/.cache/jaxmle): later runs on tables of similar shape skip compiling")
     fit.add_argument("-o", "--output", required=True, type=pathlib.Path, metavar="OUT",
                      help="output table, .csv or .parquet")
     fit.set_defaults(run=_fit)
@@ -370,11 +374,13 @@ def _fit(args) -> int:
     if not args.output.parent.is_dir():
         raise CliError(f"output folder {args.output.parent} does not exist")
     log_density, init, constraints, model_hash = _model(args.model)
+    if args.cache is not None:  # a process of its own: JAX's global cache setting is ours
+        enable_compilation_cache(args.cache or None)
     rows = _rows(args)
     chunks = rows.chunks(args.chunk_groups)
 
     options = {key: str(value) for key, value in vars(args).items()
-               if key not in ("data", "output", "resume", "quiet", "run")}
+               if key not in ("data", "output", "resume", "quiet", "cache", "run")}
     key = hashlib.sha256(json.dumps([_file_hash(args.data), model_hash, options, jaxmle.__version__],
                                     sort_keys=True).encode()).hexdigest()
     manifest = {"key": key, "chunks": len(chunks)}
@@ -384,7 +390,7 @@ def _fit(args) -> int:
         log_density, init, blocks, block_size=block_size, method=args.method,
         constraints=constraints, cov=args.cov)
     bar = _progress.Progress(sum(c.members.size for i, c in enumerate(chunks) if i not in done),
-                             enabled=not args.quiet)
+                             enabled=not args.quiet, noun="groups")
     for number, chunk in enumerate(chunks):
         if number in done:
             continue

@@ -352,7 +352,8 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
     fitter = functools.partial(fit_stream, log_density, init, method=method,
                                constraints=constraints, log_prior=log_prior, cov=cov,
                                max_iter=max_iter, gtol=gtol, precision=precision)
-    bar = _progress.Progress(rows.labels.size, enabled=progress, stream=progress_stream)
+    bar = _progress.Progress(rows.labels.size, enabled=progress, stream=progress_stream,
+                             noun="groups")
     parts = [(chunk.members, fit_chunk(rows, chunk, fitter, bar))
              for chunk in rows.chunks(chunk_groups)]
     bar.close()

@@ -18,17 +18,19 @@ class Progress:
         enabled: False makes every method a no-op.
         stream: where to write.
         interval: seconds between updates (the last one is always written).
+        noun: what is counted (``"datasets"``, ``"groups"``).
     """
 
     def __init__(self, total: int | None, *, enabled: bool = True, stream: TextIO | None = None,
-                 interval: float | None = None):
-        self.total, self.enabled = total, enabled
+                 interval: float | None = None, noun: str = "datasets"):
+        self.total, self.enabled, self.noun = total, enabled, noun
         self.stream = sys.stderr if stream is None else stream
         self.in_place = bool(getattr(self.stream, "isatty", lambda: False)())
         self.interval = (0.2 if self.in_place else 5.0) if interval is None else interval
         self.done = 0
         self.started = time.perf_counter()
         self.last_written = -float("inf")
+        self.written_done = None  # the count on the last line written
 
     def update(self, datasets: int) -> None:
         """Counts ``datasets`` more as done and redraws the line when it is time to."""
@@ -38,9 +40,10 @@ class Progress:
             self._write(now)
 
     def close(self) -> None:
-        """Writes the final line (always) and ends it."""
+        """Writes the final line (unless the last line written already says it) and ends it."""
         if self.enabled:
-            self._write(time.perf_counter())
+            if self.written_done != self.done:
+                self._write(time.perf_counter())
             if self.in_place:
                 self.stream.write("\n")
             self.stream.flush()
@@ -51,13 +54,13 @@ class Progress:
         text = f"fitted {self.done:,}"
         if self.total:
             left = (self.total - self.done) / rate if rate > 0 else float("inf")
-            text += f" / {self.total:,} datasets ({self.done / self.total:.0%}), {left:,.0f} s left"
+            text += f" / {self.total:,} {self.noun} ({self.done / self.total:.0%}), {left:,.0f} s left"
         else:
-            text += " datasets"
+            text += f" {self.noun}"
         return f"{text}, {rate:,.0f} fits/s, {elapsed:,.1f} s"
 
     def _write(self, now: float) -> None:
-        self.last_written = now
+        self.last_written, self.written_done = now, self.done
         if self.in_place:
             self.stream.write("\r" + self.line(now).ljust(79))
         else:

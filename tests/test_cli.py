@@ -71,7 +71,7 @@ def test_fit_a_table_equals_fit_batch(tmp_path, capsys, suffix):
                                "--group", "store", "-o", out)
     assert code == _cli.EXIT_OK
     assert f"{GROUPS} groups, {values.size} rows: {GROUPS} converged, 0 failed" in stdout
-    assert f"fitted {GROUPS} / {GROUPS} datasets" in stderr and "fits/s" in stderr
+    assert f"fitted {GROUPS} / {GROUPS} groups" in stderr and "fits/s" in stderr
     result = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     check_against_fit_batch(result, values, labels)
     assert sorted(os.listdir(tmp_path)) == sorted([data.name, out.name])  # no leftovers
@@ -219,11 +219,19 @@ def test_bench_runs_the_closed_form_script(tmp_path, capfd, monkeypatch):
     assert "args ['--plot', 'p']" in capfd.readouterr().out
 
 
-def test_installed_script_runs():
+def test_installed_script_runs_and_keeps_compiled_fits_with_cache(tmp_path):
     script = shutil.which("jaxmle")
     assert script is not None, "the jaxmle script is not installed: pip install -e ."
     done = subprocess.run([script, "models"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "normal" in done.stdout
+    # A process of its own, so --cache may set JAX's global cache without touching the tests.
+    data, out, cache = tmp_path / "data.csv", tmp_path / "out.csv", tmp_path / "cache"
+    write_table(data, seed=5, groups=4)
+    done = subprocess.run([script, "fit", str(data), "--model", "normal", "--value", "sales",
+                           "--group", "store", "--quiet", "--cache", str(cache), "-o", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(out)) == 4 and any(cache.iterdir())
 
 
 CHUNKED_GROUPS, CHUNK = 400, 8
