@@ -179,3 +179,32 @@ def test_compilation_cache_is_reused_by_a_second_process(tmp_path):
     assert "Persistent compilation cache hit" in second.stderr
     assert "Persistent compilation cache hit" not in first.stderr
     assert first.stdout == second.stdout
+
+
+def test_long_datasets_are_evaluated_in_blocks_with_every_observation_counted_once():
+    # n >= BLOCKED_OBS: passes run block by block, the last block slid back to end at n and
+    # its repeated observations masked. Any observation dropped or counted twice would move
+    # the log-likelihood, the estimates and their closed-form standard errors.
+    from jaxmle import _objective
+    n = _objective.BLOCKED_OBS + 12_345  # not a multiple of the block length
+    rng = np.random.default_rng(11)
+    x = rng.normal(3.0, 2.0, size=(2, n))
+    mask = np.ones((2, n), bool)
+    mask[1, n // 3:] = False  # a ragged dataset: the padding is masked in every block
+    fits = _normal_batch(x, mask=mask)
+    for b, used in ((0, x[0]), (1, x[1, : n // 3])):
+        mu, sigma = used.mean(), used.std()
+        assert fits.converged[b]
+        np.testing.assert_allclose(fits.params["mu"][b], mu, rtol=1e-10)
+        np.testing.assert_allclose(fits.params["sigma"][b], sigma, rtol=1e-10)
+        np.testing.assert_allclose(fits.se["mu"][b], sigma / np.sqrt(used.size), rtol=1e-8)
+        loglik = -0.5 * used.size * (np.log(2 * np.pi * sigma**2) + 1.0)
+        np.testing.assert_allclose(fits.loglik[b], loglik, rtol=1e-12)
+    weights = rng.integers(0, 3, size=n).astype(float)  # frequency weights, zeros included
+    single = jm.fit(NORMAL.log_density, NORMAL.init, x[0], constraints=NORMAL.constraints,
+                    weights=weights)
+    mu = np.average(x[0], weights=weights)
+    np.testing.assert_allclose(single.params["mu"], mu, rtol=1e-10)
+    np.testing.assert_allclose(single.params["sigma"],
+                               np.sqrt(np.average((x[0] - mu) ** 2, weights=weights)), rtol=1e-10)
+    assert single.n_obs == weights.sum()
