@@ -187,4 +187,18 @@ def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
             return jax.lax.scan(add, start, lik.blocks)[0]
         return total
 
-    return Objective(summed(lambda f: f), summed(jax.value_and_grad), summed(_with_hessian))
+    value_and_grad = summed(jax.value_and_grad)
+
+    # Differentiating a scan's sum would run the scan backwards over stored residuals; the
+    # value's derivative is the blocked gradient instead (optimisers with a line search
+    # differentiate the value themselves).
+    @jax.custom_jvp
+    def blocked_value(z):
+        return summed(lambda f: f)(z)
+
+    @blocked_value.defjvp
+    def blocked_value_jvp(primals, tangents):
+        val, grad = value_and_grad(primals[0])
+        return val, jnp.dot(grad, tangents[0])
+
+    return Objective(blocked_value, value_and_grad, summed(_with_hessian))
