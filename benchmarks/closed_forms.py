@@ -18,7 +18,9 @@ itself). Three tables:
    (``--plot DIR``, matplotlib optional). Fewer datasets at large n keep memory bounded.
 
 Run:  python benchmarks/closed_forms.py [--datasets 10000] [--obs 1000] [--plot DIR]
-      python benchmarks/closed_forms.py --quick      (small sizes, seconds; the tests run it)
+      python benchmarks/closed_forms.py --quick      (small sizes, every model and method:
+                                                      ~5 min on 2 cores, mostly compiling;
+                                                      the tests run it on the Normal model)
 """
 
 from __future__ import annotations
