@@ -387,7 +387,7 @@ def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
         raise ValueError("mask is for a batched fit; a single dataset uses weights")
     datasets = len(fit) if fit_batched else 1
     seed = check_seed(seed, datasets)
-    precision = "float64" if np.asarray(fit.loglik).dtype == np.float64 else "float32"
+    precision = _engine.precision_of(fit)
     template = fit[0].params if fit_batched else fit.params
     with _precision.scope(precision):
         spec, _, data, weights, mask = _engine._prepare(

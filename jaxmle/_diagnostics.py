@@ -142,23 +142,21 @@ def _diagnose_one(spec: FitSpec, params, status, data, weights, mask) -> tuple:
     z = space.to_unconstrained(params)
     _, gradient, information = objective(lik).value_grad_hessian(z)
     k = information.shape[0]
-    scale = jnp.sqrt(jnp.abs(jnp.diag(information)))
-    scale = jnp.where(scale > 0, scale, 1.0)
-    eigenvalues, vectors = jnp.linalg.eigh(information / jnp.outer(scale, scale))
+    decomposition = _information.correlation_eigh(information)
+    eigenvalues, vectors, _ = decomposition
     weak_direction = ~(eigenvalues >= WEAK_EIGENVALUE)                      # NaN counts as weak
     weak_z = jnp.any((vectors ** 2 >= LOADING) & weak_direction[None, :], axis=1)
 
-    inverse, information_ok = _information.spd_inverse(information)
+    inverse, information_ok = _information.spd_inverse(information, decomposition)
     step = jnp.abs(inverse @ gradient) / jnp.maximum(jnp.abs(z), 1.0)
     boundary_z = (status == int(Status.BOUNDARY)) & information_ok & (step > spec.xtol)
 
     links = jnp.asarray(_leaf_links(spec))
     to_entries = lambda flags: space.unflatten(jnp.any(flags[:, None] & links, axis=0))
 
-    jacobian = jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
+    jacobian = _information.constrained_jacobian(space, z)
     if model.per_observation:
-        scores = lik.scores(z)
-        outer = scores.T @ (lik.weights.astype(z.dtype)[:, None] * scores)
+        outer = _information.outer_product_of_scores(lik, z)
         usable = (status == int(Status.CONVERGED)) & jnp.all(jnp.isfinite(outer))
         im_ratio = jnp.where(usable, jnp.trace(inverse @ outer) / k, jnp.nan)
         model_var = jnp.diag(jacobian @ inverse @ jacobian.T)
@@ -321,8 +319,8 @@ def refit(log_density: Callable, fit: Fit, init, data, *, which=None, method="ne
     else:
         new = multistart(log_density, init, take(data), starts=starts, spread=spread, seed=seed,
                          batched=True, **options).best
-    old = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[chosen], fit)
-    better = np.where(new.converged, ~old.converged | (new.loglik > old.loglik), False)
+    old_converged, old_loglik = np.asarray(fit.converged)[chosen], np.asarray(fit.loglik)[chosen]
+    better = new.converged & (~old_converged | (new.loglik > old_loglik))
     merged = jax.tree_util.tree_map(np.copy, fit)
     for new_leaf, merged_leaf in zip(jax.tree_util.tree_leaves(new),
                                      jax.tree_util.tree_leaves(merged)):

@@ -225,7 +225,7 @@ def score_test(log_density: Callable, restricted: Fit, data, *, fixed: Mapping,
         >>> df, bool(pvalue < 1e-3)
         (1, True)
     """
-    precision = "float64" if np.dtype(restricted.loglik.dtype) == np.float64 else "float32"
+    precision = _engine.precision_of(restricted)
     with _precision.scope(precision):
         spec, df, full, data, weights, mask = _full_model(
             log_density, restricted, data, fixed, constraints, weights, mask, precision)

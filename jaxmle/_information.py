@@ -38,20 +38,46 @@ class Assessment(NamedTuple):
     grad_norm: jax.Array
 
 
-def spd_inverse(matrix: jax.Array):
+class CorrelationEigh(NamedTuple):
+    """Eigendecomposition of the correlation form ``D^-1/2 M D^-1/2`` of a symmetric ``M``
+    (``D = |diag M|``, 1 where 0): ascending ``eigenvalues``, ``vectors`` in columns, and
+    ``scale = sqrt(D)``."""
+
+    eigenvalues: jax.Array
+    vectors: jax.Array
+    scale: jax.Array
+
+
+def correlation_eigh(matrix: jax.Array) -> CorrelationEigh:
+    d = jnp.sqrt(jnp.abs(jnp.diag(matrix)))
+    d = jnp.where(d > 0, d, 1.0)
+    return CorrelationEigh(*jnp.linalg.eigh(matrix / jnp.outer(d, d)), d)
+
+
+def spd_inverse(matrix: jax.Array, decomposition: CorrelationEigh | None = None):
     """Inverse of a symmetric matrix and whether it is positive definite and well conditioned.
 
-    Both come from one eigendecomposition of the correlation form ``D^-1/2 M D^-1/2``.
+    Both come from one eigendecomposition of the correlation form (``decomposition``, the
+    matrix's ``correlation_eigh`` when the caller has it already).
     """
     k = matrix.shape[0]
     eps = jnp.finfo(matrix.dtype).eps
-    d = jnp.sqrt(jnp.abs(jnp.diag(matrix)))
-    d = jnp.where(d > 0, d, 1.0)
-    eigenvalues, vectors = jnp.linalg.eigh(matrix / jnp.outer(d, d))
+    eigenvalues, vectors, d = correlation_eigh(matrix) if decomposition is None else decomposition
     ok = (jnp.all(jnp.isfinite(eigenvalues)) & (eigenvalues[0] > 100 * k * eps)
           & jnp.all(jnp.diag(matrix) > 0))
     inverse = (vectors / jnp.where(ok, eigenvalues, 1.0)) @ vectors.T
     return inverse / jnp.outer(d, d), ok
+
+
+def outer_product_of_scores(lik: Likelihood, z: jax.Array) -> jax.Array:
+    """``B = sum_i w_i s_i s_i'`` over the per-observation scores at ``z``: ``(k, k)``."""
+    scores = lik.scores(z)
+    return scores.T @ (lik.weights.astype(z.dtype)[:, None] * scores)
+
+
+def constrained_jacobian(space: ParameterSpace, z: jax.Array) -> jax.Array:
+    """``d theta / d z``: ``(n_flat, k)``, maps covariances in ``z`` to the user's coordinates."""
+    return jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
 
 
 def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
@@ -72,14 +98,13 @@ def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
     if cov_kind == "observed":
         cov_z, cov_ok = inverse, info_ok
     else:
-        scores = lik.scores(z)
-        outer = scores.T @ (lik.weights.astype(z.dtype)[:, None] * scores)
+        outer = outer_product_of_scores(lik, z)
         outer_inverse, outer_ok = spd_inverse(outer)
         if cov_kind == "opg":
             cov_z, cov_ok = outer_inverse, outer_ok
         else:
             cov_z, cov_ok = inverse @ outer @ inverse, info_ok
-    jacobian = jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
+    jacobian = constrained_jacobian(space, z)
     cov = jacobian @ cov_z @ jacobian.T
     # At a BOUNDARY the estimate is drifting to the edge of the space: its curvature there
     # describes no interior optimum, so no standard error is reported.

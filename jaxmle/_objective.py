@@ -115,13 +115,14 @@ def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Like
     active = active & (w > 0)
     safe = _safe_data(data, active, n)
 
+    def masked_terms(z, data, active):
+        return jnp.where(active, model.log_density(space.to_constrained(z), data), 0.0)
+
     def weighted_sum(z, data, active, w):
-        values = jnp.where(active, model.log_density(space.to_constrained(z), data), 0.0)
-        return jnp.sum(w.astype(z.dtype) * values)
+        return jnp.sum(w.astype(z.dtype) * masked_terms(z, data, active))
 
     def terms(z):
-        values = model.log_density(space.to_constrained(z), safe)
-        return jnp.where(active, values, 0.0)
+        return masked_terms(z, safe, active)
 
     def loglik(z):
         return weighted_sum(z, safe, active, w)
