@@ -242,12 +242,14 @@ def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) ->
 
 
 def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask, *,
-             starts=None) -> Fit:
+             starts=None, copy: bool = False) -> Fit:
     """Starts the compiled batched fit of validated host inputs, padded to ``lay.padded``.
 
     Every dataset starts at ``init_values``, or at its own entry of ``starts`` (a pytree
     like ``init`` with a leading axis ``B``). Returns device arrays at once (JAX dispatches
-    asynchronously): the caller can prepare the next batch while this one runs.
+    asynchronously): the caller can prepare the next batch while this one runs. JAX may
+    read a host array in place while the fit runs; ``copy=True`` hands it copies instead,
+    for callers whose caller may reuse its buffers before the fit is fetched.
     """
     batch = _validation.batch_size_of(data)
     valid = np.arange(lay.padded) < batch
@@ -255,8 +257,9 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
         starts = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(leaf, (batch, *np.shape(leaf))),
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
+    own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
     return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
-                        jax.tree_util.tree_map(pad, data), pad(weights), pad(mask), valid)
+                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
 
 
 def fetch(fits: Fit, batch: int) -> Fit:

@@ -96,7 +96,10 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
             elif spec != first_spec:
                 raise ValueError(f"block {number} differs from block 0 in its shapes after the "
                                  "batch axis; every block must match")
-            running = (_engine.dispatch(spec, lay, init_values, data, weights, mask), size)
+            # The caller's code runs while this block is fitted (and may refill the
+            # arrays it yielded): the fit reads copies.
+            running = (_engine.dispatch(spec, lay, init_values, data, weights, mask,
+                                        copy=True), size)
         if pending is not None:
             yield _finished(pending, bar)
         pending = running

@@ -13,7 +13,11 @@ from jaxmle import _parameters
 
 
 def as_host_tree(tree, dtype: np.dtype, what: str):
-    """Pytree of numpy arrays; floating leaves cast to ``dtype``, others kept (ints, bools)."""
+    """Pytree of numpy arrays; floating leaves cast to ``dtype``, others kept (ints, bools).
+
+    A leaf that already is such an array is returned as it is, not copied (a batch of data
+    can be most of the memory): callers must not write into the leaves.
+    """
     def convert(leaf):
         try:
             array = np.asarray(leaf)
@@ -23,7 +27,7 @@ def as_host_tree(tree, dtype: np.dtype, what: str):
                 or array.dtype == bool):
             raise TypeError(f"{what} leaves must be real numeric arrays, got dtype {array.dtype}")
         if np.issubdtype(array.dtype, np.floating):
-            return array.astype(dtype)
+            return array.astype(dtype, copy=False)
         return array
     return jax.tree_util.tree_map(convert, tree)
 

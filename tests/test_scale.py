@@ -91,6 +91,35 @@ def test_stream_equals_one_call_and_compiles_once(straggling):
     _assert_same_fits(jm.concat_fits(blocks), whole)
 
 
+def test_stream_reads_copies_of_blocks_whose_buffer_the_caller_refills(straggling):
+    # A reader that refills one buffer: while block b is fitted, the generator is already
+    # writing block b + 1 into the same memory. The buffer is aligned so that JAX could use
+    # it in place (it would, without the copy the stream makes): the fits must not see it.
+    whole = _normal_batch(straggling, chunk_size=32)
+
+    def refilled(size):
+        buffer = _batch.aligned_empty((size, straggling.shape[1]), straggling.dtype)
+        for start in range(0, len(straggling), size):
+            block = straggling[start:start + size]
+            buffer[:len(block)] = block
+            yield buffer[:len(block)]
+
+    streamed = jm.concat_fits(jm.fit_stream(NORMAL.log_density, NORMAL.init, refilled(24),
+                                            block_size=24, chunk_size=32,
+                                            constraints=NORMAL.constraints))
+    _assert_same_fits(streamed, whole)
+
+
+def test_padding_is_one_aligned_copy_and_full_batches_are_not_copied():
+    x = np.arange(12.0).reshape(4, 3)
+    assert _batch.pad(x, 4) is x
+    for padded, copy in ((6, False), (4, True)):
+        out = _batch.pad(x, padded, copy=copy)
+        assert out.ctypes.data % _batch.ZERO_COPY_ALIGNMENT == 0 and out.dtype == x.dtype
+        np.testing.assert_array_equal(out, np.concatenate([x, np.repeat(x[:1], padded - 4, 0)]))
+    assert _batch.pad(None, 6) is None
+
+
 def test_stream_masks_progress_and_errors():
     rng = np.random.default_rng(3)
     x = rng.exponential(0.5, size=(10, 40))
