@@ -81,6 +81,10 @@ def test_per_dataset_failures_get_their_own_status():
         jm.Status.CONVERGED, jm.Status.CONVERGED, jm.Status.TOO_FEW_OBSERVATIONS,
         jm.Status.NONFINITE_START, jm.Status.INVALID_DATA]
     np.testing.assert_allclose(many[1].params["rate"], 1 / x[1, 0], rtol=1e-9)
+    # Datasets stopped before the solve (no or bad data) stay at the start, without SEs.
+    for b in (2, 4):
+        assert many[b].params["rate"] == EXPONENTIAL.init["rate"] and many[b].n_iter == 0
+        assert np.isnan(many[b].se["rate"])
 
 
 def test_too_few_observations_for_two_parameters():
