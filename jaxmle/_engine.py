@@ -46,6 +46,7 @@ def _solver_for(method):
 
 
 _fit_compiled = _xla.jit(fit_one, static_argnums=0)
+_fit_quick_compiled = _xla.jit(fit_one, static_argnums=0, quick=True)
 
 
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
@@ -183,7 +184,8 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
             log_density, init, data, method=method, constraints=constraints,
             log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
             gtol=gtol, precision=precision, batched=False)
-        return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
+        compiled = _fit_quick_compiled if _xla.quick_for(data) else _fit_compiled
+        return jax.device_get(compiled(spec, init_values, data, weights, None))
 
 
 def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
@@ -258,8 +260,9 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
     own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
-    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
-                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
+    inputs = (jax.tree_util.tree_map(own, data), own(weights), own(mask))
+    solve = _batch.solve_quick if _xla.quick_for(inputs) else _batch.solve
+    return solve(spec, lay, jax.tree_util.tree_map(pad, starts), *inputs, valid)
 
 
 def fetch(fits: Fit, batch: int) -> Fit:

@@ -67,6 +67,16 @@ def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggl
         np.testing.assert_allclose(compacted.params["mu"][b], one.params["mu"], rtol=1e-9)
 
 
+def test_quick_compile_options_for_small_inputs_give_the_same_fits(straggling, monkeypatch):
+    # Small inputs compile with XLA's quick CPU options (_xla); results must not depend on it.
+    from jaxmle import _xla
+
+    quick = _normal_batch(straggling, chunk_size=32)
+    monkeypatch.setattr(_xla, "QUICK_COMPILE_BYTES", 0)
+    assert not _xla.quick_for(straggling)
+    _assert_same_fits(_normal_batch(straggling, chunk_size=32), quick, rtol=1e-10)
+
+
 def _blocks(x, size):
     return (x[start:start + size] for start in range(0, len(x), size))
 
