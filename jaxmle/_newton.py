@@ -113,20 +113,7 @@ class Newton:
                           jnp.clip(jnp.where(jnp.isfinite(rho), rho, 0.0), 0.0, 1.0))
         shrunk = shift * jnp.where(rho_c > 0.75, 0.1,
                                    jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho_c - 1.0) ** 3))
-        # After a rejected step the next one is at most t times as long, t from the minimum
-        # of the quadratic through f, the slope g'p and f_try along this step (clipped to
-        # [0.1, 0.5], as in backtracking line searches): scaling every eigenvalue-plus-shift
-        # by 1/t or more shrinks every component of the step by t or more. One rejection then
-        # usually suffices where the doubling schedule alone spent several evaluations.
-        slope = state.g @ p
-        excess = (f_try - state.f) - slope
-        t = jnp.where(trial_finite & (excess > 0), -slope / (2.0 * jnp.where(excess > 0, excess, 1.0)),
-                      0.1)
-        t = jnp.clip(t, 0.1, 0.5)
-        unshifted = jnp.where(smallest <= 0, -smallest, 0.0)  # the part of shift not from damping
-        backtracked = (largest + shift) / t - largest - unshifted
-        grown = jnp.maximum(jnp.where(shift == 0, self.first_damping, shift * state.growth),
-                            backtracked)
+        grown = jnp.where(shift == 0, self.first_damping, shift * state.growth)
         damping = jnp.where(accept, jnp.where(shrunk < 1e-10, 0.0, shrunk), grown)
         growth = jnp.where(accept, 2.0, 2.0 * state.growth)
         stalled = ~accept & (damping > 1.0 / eps)

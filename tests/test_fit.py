@@ -157,24 +157,3 @@ def test_float64_without_touching_the_global_flag_and_float32_option():
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
 
-
-def test_newton_after_a_rejected_step_backtracks_at_least_by_half():
-    # Gamma data from the start (1, 1): the pure Newton step overshoots and is rejected;
-    # the next trial must be at most half as long (interpolated backtracking), and taken.
-    from jaxmle import _engine, _solve
-
-    x = np.random.default_rng(0).gamma(2.5, 1 / 1.7, size=1000)
-    density = lambda p, x: stats.gamma.logpdf(x, p["shape"], scale=1 / p["rate"])
-    with jax.enable_x64(True):
-        spec, init, *_ = _engine._prepare(
-            density, {"shape": 1.0, "rate": 1.0}, x, method="newton", constraints=jm.positive,
-            log_prior=None, cov="observed", weights=None, mask=None, max_iter=None, gtol=None,
-            precision="float64", batched=False)
-        problem = _solve._problem(spec, jnp.asarray(x), None, None, True)
-        state0 = _solve._start(spec, problem, init).solver_state
-        newton_step = -jnp.linalg.solve(state0.hessian, state0.g)
-        rejected, _, _ = spec.solver.step(problem.loss, state0)
-        taken, _, _ = spec.solver.step(problem.loss, rejected)
-    np.testing.assert_array_equal(rejected.z, state0.z)
-    assert float(taken.f) < float(state0.f)
-    assert np.linalg.norm(taken.z - state0.z) <= 0.5 * np.linalg.norm(newton_step)
