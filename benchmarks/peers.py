@@ -668,10 +668,10 @@ def print_targets(w: Workload, rows: list[Row]) -> None:
     base = rows[0]
     if w.name == "normal":
         _check(base, _fastest(rows, "closed form"), 1 / 25, "closed form")
-    if not w.batched:
+    if w.batched:
+        _check(base, _fastest(rows, "statsmodels"), 100, "statsmodels loop")
+    else:
         _check(base, _fastest(rows, "scipy"), 1, "scipy loop")
-        return
-    _check(base, _fastest(rows, "statsmodels"), 100, "statsmodels loop")
     for jaxmle_row in (row for row in rows if row.group == "jaxmle" and row.method.endswith(
             ("newton", "newton, moments start"))):
         start = jaxmle_row.start

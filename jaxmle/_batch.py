@@ -162,7 +162,6 @@ def _solve_batch(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask,
 
 
 solve = _xla.jit(_solve_batch, static_argnums=(0, 1))
-solve_quick = _xla.jit(_solve_batch, static_argnums=(0, 1), quick=True)  # small batches
 
 
 # JAX on CPU uses a host array in place, without copying it, when its memory is aligned to

@@ -260,9 +260,8 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
     own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
-    inputs = (jax.tree_util.tree_map(own, data), own(weights), own(mask))
-    solve = _batch.solve_quick if _xla.quick_for(inputs) else _batch.solve
-    return solve(spec, lay, jax.tree_util.tree_map(pad, starts), *inputs, valid)
+    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
+                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
 
 
 def fetch(fits: Fit, batch: int) -> Fit:
