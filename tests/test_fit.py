@@ -156,4 +156,3 @@ def test_float64_without_touching_the_global_flag_and_float32_option():
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
-

@@ -67,7 +67,7 @@ def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggl
         np.testing.assert_allclose(compacted.params["mu"][b], one.params["mu"], rtol=1e-9)
 
 
-def test_quick_compile_options_for_small_inputs_give_the_same_fits(straggling, monkeypatch):
+def test_quick_compile_options_of_small_single_fits_give_the_same_fit(straggling, monkeypatch):
     # A small single dataset compiles with XLA's quick CPU options (_xla); its fit must not
     # depend on them.
     from jaxmle import _xla
