@@ -44,12 +44,16 @@ def straggling():
     return x
 
 
-def test_layout_pads_less_than_one_dataset_per_chunk():
+def test_layout_pads_less_than_one_dataset_per_chunk_and_none_where_it_can():
     for batch, chunk_size, devices in [(1, 256, 1), (1000, 256, 1), (1025, 256, 1), (10, 4, 4),
                                        (3, 256, 4), (4097, 512, 2), (100_003, 128, 1)]:
         lay = _batch.layout(batch, chunk_size, devices)
         assert lay.chunk <= chunk_size and lay.devices <= devices
         assert batch <= lay.padded < batch + lay.devices * lay.windows * lay.chunks
+    # Where chunks of 3/4 to all of chunk_size can cover the batch exactly, nothing is padded.
+    for batch, chunk_size in [(96_000, 128), (128_000, 128), (10_000, 128), (1_000, 256)]:
+        lay = _batch.layout(batch, chunk_size, 1)
+        assert lay.padded == batch and 0.75 * chunk_size <= lay.chunk <= chunk_size
 
 
 def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggling):
