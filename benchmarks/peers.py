@@ -12,7 +12,8 @@ Methods: ``jm.fit_batch`` (``jm.fit`` for ``single``) with Newton and BFGS; opti
 ``vmap``: at 1e-8 a vmapped batch runs until its slowest dataset stops, see PEERS.md);
 jaxopt BFGS and L-BFGS (``lax.map``, tol 1e-8, and on the batches tol 1e-10: at 1e-8 no JAX
 peer reaches the matched accuracy of 1e-8, at 1e-10 jaxopt does); an optax L-BFGS
-``while_loop`` (``lax.map``, gradient norm 1e-8); statsmodels ``GenericLikelihoodModel.fit(method="bfgs")`` and (logistic)
+``while_loop`` (``lax.map``, gradient norm 1e-8); statsmodels
+``GenericLikelihoodModel.fit(method="bfgs")`` and (logistic)
 ``Logit`` in a Python loop; scipy BFGS with a hand-written numpy gradient in a Python loop;
 the JAX closed form (Normal: mean and biased std) or a vectorised JAX IRLS (logistic).
 Python loops run over the first ``--loop-fits`` datasets and their times are extrapolated to
