@@ -24,6 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmle._eigh import symmetric_eigh
 from jaxmle._objective import Likelihood
 from jaxmle._parameters import ParameterSpace
 from jaxmle._status import Status
@@ -51,7 +52,7 @@ class CorrelationEigh(NamedTuple):
 def correlation_eigh(matrix: jax.Array) -> CorrelationEigh:
     d = jnp.sqrt(jnp.abs(jnp.diag(matrix)))
     d = jnp.where(d > 0, d, 1.0)
-    return CorrelationEigh(*jnp.linalg.eigh(matrix / jnp.outer(d, d)), d)
+    return CorrelationEigh(*symmetric_eigh(matrix / jnp.outer(d, d)), d)
 
 
 def spd_inverse(matrix: jax.Array, decomposition: CorrelationEigh | None = None):

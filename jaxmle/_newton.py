@@ -39,6 +39,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmle._eigh import symmetric_eigh
+
 
 class NewtonState(NamedTuple):
     z: jax.Array
@@ -77,7 +79,7 @@ class Newton:
     def step(self, objective, state: NewtonState):
         eps = jnp.finfo(state.z.dtype).eps
         root_scale = jnp.sqrt(jnp.maximum(state.scale, jnp.maximum(1e-8 * jnp.max(state.scale), eps)))
-        eigenvalues, vectors = jnp.linalg.eigh(state.hessian / jnp.outer(root_scale, root_scale))
+        eigenvalues, vectors = symmetric_eigh(state.hessian / jnp.outer(root_scale, root_scale))
         smallest, largest = eigenvalues[0], jnp.max(jnp.abs(eigenvalues))
         # Indefinite: move just past the most negative eigenvalue, then let the damping (the
         # trust region) decide how far to go along the negative-curvature direction.
