@@ -11,10 +11,16 @@ as ``lambda`` shrinks after good steps (the hard case of trust-region methods).
 Loss, gradient and Hessian at ``z + p`` come from one fused forward-mode pass; the step is
 accepted when the ratio ``rho`` of actual to predicted decrease is at least 1e-4, as in a
 trust-region method. ``lambda`` starts at 0 (a pure Newton step). After an accepted step it
-shrinks by Nielsen's factor ``max(1/3, 1 - (2 rho - 1)^3)``, or by 10 when ``rho > 0.75``
-(the quadratic model is good: return to pure Newton quickly); after a rejected step
-(poor ratio or non-finite trial) it grows by a factor that doubles each time. Every
-iteration costs the same under ``vmap``: no nested line-search loop.
+shrinks by Nielsen's factor ``max(1/3, 1 - (2 rho - 1)^3)``, or by 10 when ``rho > 0.75``;
+after a rejected step (poor ratio or non-finite trial) it grows by a factor that doubles
+each time, and at least enough to halve the step (the shift of the secular equation, solved
+on the eigendecomposition). A radius records how far the quadratic model has proved good
+(twice a step with ``rho > 0.75``; half a rejected one): a pure Newton step that fits
+inside it is taken undamped, so quadratic convergence resumes near the optimum instead of
+waiting for ``lambda`` to decay. Every iteration costs the same under ``vmap``: no nested
+line-search loop. Measured (iterations, mean over 2,000 datasets of 1,000 observations)
+against the damping rule alone: Gamma from (1, 1) 10.19 -> 7.33, Normal from (0, 1)
+10.99 -> 10.00, NIST Misra1a from start 1 55 -> 57.
 
 Besides the driver's relative-gradient test, the step reports the iterate stationary when
 its Newton decrement ``sqrt(g' H^-1 g)`` is below ``decrement_tol``: a scale-free test that
@@ -28,6 +34,7 @@ References:
     Nocedal & Wright, *Numerical Optimization* (2006), ch. 4 (trust regions, ratio eq. 4.4),
     section 3.4 (Hessian modification) and section 10.3 (Levenberg-Marquardt);
     J. J. Moré, "The Levenberg-Marquardt algorithm: implementation and theory" (1978);
+    J. J. Moré & D. C. Sorensen, "Computing a trust region step" (1983);
     H. B. Nielsen, "Damping parameter in Marquardt's method", IMM-REP-1999-05.
 """
 
@@ -50,6 +57,20 @@ class NewtonState(NamedTuple):
     damping: jax.Array
     growth: jax.Array
     scale: jax.Array
+    radius: jax.Array
+
+
+def _shift_for_length(eigenvalues, projected, shift, target, iterations: int = 4):
+    """A shift ``s >= shift`` whose step ``|| sum_i projected_i / (e_i + s) v_i ||`` is about
+    ``target`` (from above), by Newton's method on ``1 / ||p(s)|| - 1 / target``, which
+    increases ``s`` monotonically from a step longer than ``target`` (Moré & Sorensen 1983)."""
+    for _ in range(iterations):
+        denominator = eigenvalues + shift
+        length = jnp.sqrt(jnp.sum((projected / denominator) ** 2))
+        slope = jnp.sum(projected ** 2 / denominator ** 3) / length ** 3
+        update = (1.0 / target - 1.0 / length) / slope
+        shift = shift + jnp.where(jnp.isfinite(update) & (update > 0), update, 0.0)
+    return shift
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +91,7 @@ class Newton:
     def init(self, objective, z):
         f, g, h = objective.value_grad_hessian(z)
         zero = jnp.zeros((), z.dtype)
-        return NewtonState(z, f, g, h, zero, zero + 2.0, jnp.abs(jnp.diag(h)))
+        return NewtonState(z, f, g, h, zero, zero + 2.0, jnp.abs(jnp.diag(h)), zero + jnp.inf)
 
     def derivatives(self, objective, state: NewtonState):
         """Loss, gradient and Hessian at ``state.z``: kept from the step that accepted it."""
@@ -81,13 +102,22 @@ class Newton:
         root_scale = jnp.sqrt(jnp.maximum(state.scale, jnp.maximum(1e-8 * jnp.max(state.scale), eps)))
         eigenvalues, vectors = symmetric_eigh(state.hessian / jnp.outer(root_scale, root_scale))
         smallest, largest = eigenvalues[0], jnp.max(jnp.abs(eigenvalues))
+        scaled_g = state.g / root_scale
+        projected = vectors.T @ scaled_g
+        # The pure Newton step, when the Hessian is positive definite and that step stays
+        # within the radius where the quadratic model has proved good: quadratic
+        # convergence resumes as soon as the iterate is near the optimum, instead of the
+        # damping decaying tenfold per step.
+        newton_length = jnp.linalg.norm(projected / jnp.where(smallest > 0, eigenvalues, 1.0))
+        pure = (smallest > 0) & (newton_length <= state.radius)
         # Indefinite: move just past the most negative eigenvalue, then let the damping (the
         # trust region) decide how far to go along the negative-curvature direction.
         shift = jnp.where(smallest <= 0,
-                          -smallest + jnp.maximum(state.damping, 1e-8 * largest), state.damping)
-        scaled_g = state.g / root_scale
-        projected = vectors.T @ scaled_g
-        p = -(vectors @ (projected / (eigenvalues + shift))) / root_scale
+                          -smallest + jnp.maximum(state.damping, 1e-8 * largest),
+                          jnp.where(pure, 0.0, state.damping))
+        scaled_p = -(vectors @ (projected / (eigenvalues + shift)))
+        p = scaled_p / root_scale
+        length = jnp.linalg.norm(scaled_p)
         # Newton decrement sqrt(g' H^-1 g): the distance to the optimum in standard-error
         # units, invariant to the units of every parameter (Boyd & Vandenberghe 2004, 9.5.1).
         decrement = jnp.sqrt(jnp.sum(projected ** 2 / jnp.where(smallest > 0, eigenvalues, 1.0)))
@@ -115,14 +145,25 @@ class Newton:
                           jnp.clip(jnp.where(jnp.isfinite(rho), rho, 0.0), 0.0, 1.0))
         shrunk = shift * jnp.where(rho_c > 0.75, 0.1,
                                    jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho_c - 1.0) ** 3))
-        grown = jnp.where(shift == 0, self.first_damping, shift * state.growth)
+        # A rejected pure step taken within the radius falls back to the damping it replaced.
+        grown = jnp.where(pure & (state.damping > 0), state.damping,
+                          jnp.where(shift == 0, self.first_damping, shift * state.growth))
+        # ... and a rejected step is at least halved: the shift whose step is half as long.
+        halving = _shift_for_length(eigenvalues, projected, shift, 0.5 * length)
+        grown = jnp.maximum(grown, jnp.where(smallest <= 0, halving + smallest, halving))
         damping = jnp.where(accept, jnp.where(shrunk < 1e-10, 0.0, shrunk), grown)
         growth = jnp.where(accept, 2.0, 2.0 * state.growth)
+        # The model is trusted out to twice a step it predicted well (rho > 0.75), and no
+        # further than half a step it predicted badly.
+        radius = jnp.where(accept & (rho_c > 0.75), jnp.maximum(state.radius, 2.0 * length),
+                           jnp.where(accept & (rho_c >= 0.25), state.radius,
+                                     jnp.minimum(state.radius, 0.5 * length)))
         stalled = ~accept & (damping > 1.0 / eps)
 
         pick = lambda new, old: jnp.where(accept, new, old)
         new_state = NewtonState(
             z=pick(z_try, state.z), f=pick(f_try, state.f), g=pick(g_try, state.g),
             hessian=pick(h_try, state.hessian), damping=damping, growth=growth,
-            scale=pick(jnp.maximum(state.scale, jnp.abs(jnp.diag(h_try))), state.scale))
+            scale=pick(jnp.maximum(state.scale, jnp.abs(jnp.diag(h_try))), state.scale),
+            radius=radius)
         return new_state, stalled | stationary, stationary
