@@ -13,7 +13,7 @@ def _two_by_two_cases():
     b = rng.normal(size=500) * np.exp(rng.uniform(-20, 20, size=500))
     b[:50] = 0.0                   # already diagonal, either order
     c[50:100] = a[50:100]          # equal diagonal: a 45-degree rotation
-    a[100:150], c[100:150] = 1.0, 1.0 + 1e-300 * np.abs(b[100:150])  # tau at overflow range
+    a[100:150], c[100:150], b[100:150] = 0.0, 1.0, 1e-200 * b[100:150]  # tau^2 overflows
     return np.stack([np.stack([a, b], -1), np.stack([b, c], -1)], -2)
 
 
