@@ -3,6 +3,19 @@
 ``fit`` runs them in a ``lax.while_loop``; the batched driver (``_batch``) steps many
 datasets together and can move a slow one to another chunk between iterations, which is
 why an iteration is a function of its own.
+
+A single long dataset (per-observation form, at least ``SUBSAMPLE_MIN_OBS`` observations)
+is first fitted on every ``stride``-th observation (about ``SUBSAMPLE_OBS`` of them, each
+weighted by ``stride`` so the likelihood keeps its scale against a prior), from the given
+start; the fit on all observations then starts where that one ended, unless it ended
+non-finite. That estimate is about ``sqrt(stride)`` standard errors from the full one,
+where Newton converges quadratically: one Normal fit of 10^7 observations from (0, 1) took
+11 full iterations, with the subsample start 2 (0.47 -> 0.16 s on the project's 2-core
+CPU; compiling the second loop adds 0.3-1.2 s to the first call). The stopping rule and the
+certification of the full fit are unchanged; ``n_iter`` counts iterations on all
+observations. With several local optima, the subsample's fit decides which one the full
+fit reaches from the given start (``jm.multistart`` explores starts; batches are not
+subsampled).
 """
 
 from __future__ import annotations
@@ -13,11 +26,15 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxmle import _information, _loop, _optax_solver, _parameters
 from jaxmle._fit import Fit
 from jaxmle._objective import Model, likelihood, objective
 from jaxmle._status import RUNNING, Status
+
+SUBSAMPLE_MIN_OBS = 2**20
+SUBSAMPLE_OBS = 2**16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,14 +91,21 @@ def _problem(spec: FitSpec, data, weights, mask, valid) -> _Problem:
     return _Problem(lik, objective(lik, scale), n_obs, blocked)
 
 
-def _start(spec: FitSpec, problem: _Problem, init) -> _loop.LoopState:
+def _initial_z(spec: FitSpec, problem: _Problem, init) -> jax.Array:
     # A data-driven start sees padded or zero-weight observations replaced by the first
     # active one: finite whatever the padding holds (a start, not an estimate).
     params0 = spec.init_fn(problem.lik.data) if spec.init_fn is not None else init
     # A callable init may return integers; the solver works in the scope's float dtype.
-    z0 = spec.space.to_unconstrained(params0).astype(jnp.result_type(float))
+    return spec.space.to_unconstrained(params0).astype(jnp.result_type(float))
+
+
+def _start_at(spec: FitSpec, problem: _Problem, z0: jax.Array) -> _loop.LoopState:
     return _loop.start(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
                        blocked=problem.blocked)
+
+
+def _start(spec: FitSpec, problem: _Problem, init) -> _loop.LoopState:
+    return _start_at(spec, problem, _initial_z(spec, problem, init))
 
 
 def _advance(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> _loop.LoopState:
@@ -118,9 +142,30 @@ def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit
     return _finish(spec, _problem(spec, data, weights, mask, True), loop)
 
 
+def _subsample_start(spec: FitSpec, z0: jax.Array, data, weights, mask) -> jax.Array:
+    """The estimate from every ``stride``-th observation (see the module notes), or ``z0``."""
+    n = spec.model.n_obs_axis
+    stride = 2 ** int(np.log2(n // SUBSAMPLE_OBS))
+    every = lambda leaf: leaf if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n else leaf[::stride]
+    sub_weights = stride * (jnp.ones((n,)) if weights is None else weights)[::stride]
+    sub_spec = dataclasses.replace(spec, model=dataclasses.replace(
+        spec.model, n_obs_axis=len(range(0, n, stride))))
+    sub = _problem(sub_spec, jax.tree_util.tree_map(every, data), sub_weights,
+                   None if mask is None else mask[::stride], True)
+    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(sub_spec, sub, loop),
+                              _start_at(sub_spec, sub, z0))
+    reached = loop.solver_state
+    usable = (loop.status != int(Status.NONFINITE_START)) & _loop.finite(reached)
+    return jnp.where(usable, reached.z, z0)
+
+
 def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     """Fits one dataset (traceable); its likelihood is built once, outside the loop."""
     problem = _problem(spec, data, weights, mask, True)
+    z0 = _initial_z(spec, problem, init)
+    n = spec.model.n_obs_axis
+    if n is not None and n >= SUBSAMPLE_MIN_OBS:
+        z0 = _subsample_start(spec, z0, data, weights, mask)
     loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop),
-                              _start(spec, problem, init))
+                              _start_at(spec, problem, z0))
     return _finish(spec, problem, loop)
