@@ -41,7 +41,7 @@ def relative_gradient(z: jax.Array, f: jax.Array, g: jax.Array) -> jax.Array:
     return jnp.max(jnp.abs(g) * jnp.maximum(jnp.abs(z), 1.0)) / jnp.maximum(jnp.abs(f), 1.0)
 
 
-def finite(state) -> jax.Array:
+def _finite(state) -> jax.Array:
     return jnp.isfinite(state.f) & jnp.all(jnp.isfinite(state.g)) & jnp.all(jnp.isfinite(state.z))
 
 
@@ -53,7 +53,7 @@ def start(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
     before the solve), so such a dataset never holds up the others in its batch.
     """
     state0 = solver.init(objective, z0)
-    ok0 = finite(state0)
+    ok0 = _finite(state0)
     converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol)
     status0 = jnp.where(blocked != RUNNING, blocked,
               jnp.where(~ok0, int(Status.NONFINITE_START),
@@ -65,7 +65,7 @@ def start(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
 def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -> LoopState:
     """One iteration; a no-op on a finished loop (so a batch can step all its members)."""
     proposed, stop, stationary = solver.step(objective, loop.solver_state)
-    nonfinite = ~stationary & ~finite(proposed)
+    nonfinite = ~stationary & ~_finite(proposed)
     # A stationary iterate is the estimate, not the step taken from it; and a non-finite
     # step ends the fit without ever becoming the estimate: keep the old state in both.
     running = loop.status == RUNNING

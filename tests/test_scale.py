@@ -232,6 +232,30 @@ def test_compilation_cache_is_reused_by_a_second_process(tmp_path):
     assert first.stdout == second.stdout
 
 
+def test_a_subsample_fit_that_is_not_certified_is_not_used_as_the_start():
+    # Every 16th observation is perfectly separated (its fit drifts to a boundary, status
+    # BOUNDARY); the full data overlap near 0 and have an interior optimum. The single fit
+    # must then start from the given start, as the batch does: same iterations, same estimate.
+    from jaxmle import _solve
+    n = _solve.SUBSAMPLE_MIN_OBS
+    x = np.linspace(-1.0, 1.0, n)
+    y = (x > 0).astype(float)
+    near = np.flatnonzero(np.abs(x) < 0.01)
+    flipped = near[near % 16 != 0]
+    y[flipped] = 1.0 - y[flipped]
+
+    def logistic(beta, data):
+        x, y = data
+        eta = beta[0] + beta[1] * x
+        return y * eta - jnp.logaddexp(0.0, eta)
+
+    one = jm.fit(logistic, jnp.zeros(2), (x, y))
+    batch = jm.fit_batch(logistic, jnp.zeros(2), (x[None], y[None]))
+    assert one.converged and batch.converged[0]
+    assert int(one.n_iter) == int(batch.n_iter[0])  # 32 when started from the drifted fit
+    np.testing.assert_allclose(one.params, batch.params[0], rtol=1e-12)
+
+
 def test_long_datasets_are_evaluated_in_blocks_with_every_observation_counted_once():
     # n >= BLOCKED_OBS: passes run block by block, the last block slid back to end at n and
     # its repeated observations masked. Any observation dropped or counted twice would move
