@@ -117,13 +117,13 @@ class Newton:
                           jnp.where(pure, 0.0, state.damping))
         scaled_p = -(vectors @ (projected / (eigenvalues + shift)))
         p = scaled_p / root_scale
-        length = jnp.linalg.norm(scaled_p)
         # Newton decrement sqrt(g' H^-1 g): the distance to the optimum in standard-error
         # units, invariant to the units of every parameter (Boyd & Vandenberghe 2004, 9.5.1).
         decrement = jnp.sqrt(jnp.sum(projected ** 2 / jnp.where(smallest > 0, eigenvalues, 1.0)))
         stationary = (smallest > 0) & (decrement <= self.decrement_tol)
         direction_ok = jnp.all(jnp.isfinite(p))
         p = jnp.where(direction_ok, p, 0.0)
+        length = jnp.linalg.norm(p * root_scale)  # 0 for a non-finite direction
 
         z_try = state.z + p
         f_try, g_try, h_try = objective.value_grad_hessian(z_try)
