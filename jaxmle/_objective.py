@@ -83,12 +83,17 @@ class Likelihood(NamedTuple):
     blocks: object = None
 
 
+def per_observation_leaf(leaf, n: int) -> bool:
+    """Whether a data leaf holds one entry per observation (its leading axis has length n)."""
+    return jnp.ndim(leaf) >= 1 and jnp.shape(leaf)[0] == n
+
+
 def _safe_data(data, active: jax.Array, n: int):
     """Per-observation leaves with inactive entries replaced by the first active one."""
     first = jnp.argmax(active)
 
     def replace(leaf):
-        if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n:
+        if not per_observation_leaf(leaf, n):
             return leaf
         keep = active.reshape((n,) + (1,) * (leaf.ndim - 1))
         return jnp.where(keep, leaf, leaf[first])
@@ -134,7 +139,7 @@ def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Like
     # (a slice never copies the data), and its observations already counted are masked.
     count, length = _block_layout(n)
     leaves, treedef = jax.tree_util.tree_flatten(safe)
-    per_observation = [jnp.ndim(leaf) >= 1 and jnp.shape(leaf)[0] == n for leaf in leaves]
+    per_observation = [per_observation_leaf(leaf, n) for leaf in leaves]
 
     def block_loglik(z, index):
         start = jnp.minimum(index * length, n - length)

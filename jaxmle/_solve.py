@@ -26,11 +26,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxmle import _information, _loop, _optax_solver, _parameters
 from jaxmle._fit import Fit
-from jaxmle._objective import Model, likelihood, objective
+from jaxmle._objective import Model, likelihood, objective, per_observation_leaf
 from jaxmle._status import RUNNING, Status
 
 SUBSAMPLE_MIN_OBS = 2**20
@@ -145,11 +144,12 @@ def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit
 def _subsample_start(spec: FitSpec, z0: jax.Array, data, weights, mask) -> jax.Array:
     """The estimate from every ``stride``-th observation (module notes), else ``z0``."""
     n = spec.model.n_obs_axis
-    stride = 2 ** int(np.log2(n // SUBSAMPLE_OBS))
-    every = lambda leaf: leaf if jnp.ndim(leaf) == 0 or jnp.shape(leaf)[0] != n else leaf[::stride]
-    sub_weights = stride * (jnp.ones((n,)) if weights is None else weights)[::stride]
+    stride = 2 ** ((n // SUBSAMPLE_OBS).bit_length() - 1)  # a power of two
+    every = lambda leaf: leaf[::stride] if per_observation_leaf(leaf, n) else leaf
+    n_sub = -(-n // stride)
+    sub_weights = jnp.full((n_sub,), float(stride)) if weights is None else stride * weights[::stride]
     sub_spec = dataclasses.replace(spec, model=dataclasses.replace(
-        spec.model, n_obs_axis=len(range(0, n, stride))))
+        spec.model, n_obs_axis=n_sub))
     sub = _problem(sub_spec, jax.tree_util.tree_map(every, data), sub_weights,
                    None if mask is None else mask[::stride], True)
     loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(sub_spec, sub, loop),
