@@ -43,6 +43,10 @@ MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills t
 # Continuous batching runs over windows of at most this many chunks, one window after
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
+# Batches of at least this many data elements first fit each dataset's reduced problem
+# (``_solve._reduced_start``): it saves most passes over the data (10,000 x 1,000 Normal
+# 0.26 -> 0.16 s, Gamma 0.66 -> 0.33 s) but compiles a second Newton loop (+1.4 s).
+REDUCE_MIN_ELEMENTS = 2**22
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,8 +124,14 @@ def _solve_window(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))
     total = lay.chunks * lay.chunk
 
+    # Start points of the whole window at once: a reduced problem's Newton loop (``_solve``)
+    # costs per iteration, not per observation, so it runs over every lane together.
+    per_dataset = sum(leaf.size // leaf.shape[0] for leaf in jax.tree_util.tree_leaves(data))
+    reduce = lay.padded * per_dataset >= REDUCE_MIN_ELEMENTS
+    points = jax.vmap(functools.partial(_solve.start_point_one, spec, reduce=reduce))(
+        starts, data, weights, mask, valid)
     loops = _unchunked(jax.lax.map(lambda slices: start(*slices),
-                                   _chunked((starts, data, weights, mask, valid), lay.chunks)))
+                                   _chunked((points, data, weights, mask, valid), lay.chunks)))
 
     def load(loops, index):
         """The loop states and data of datasets ``index`` (past the end: finished dummies)."""

@@ -27,13 +27,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmle import _information, _loop, _optax_solver, _parameters
+from jaxmle import _information, _loop, _optax_solver, _parameters, _reduce
 from jaxmle._fit import Fit
-from jaxmle._objective import Model, likelihood, objective, per_observation_leaf
+from jaxmle._newton import Newton
+from jaxmle._objective import Likelihood, Model, likelihood, objective, per_observation_leaf
 from jaxmle._status import RUNNING, Status
 
 SUBSAMPLE_MIN_OBS = 2**20
 SUBSAMPLE_OBS = 2**16
+REDUCED_MAX_ITER = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +105,6 @@ def _start_at(spec: FitSpec, problem: _Problem, z0: jax.Array) -> _loop.LoopStat
                        blocked=problem.blocked)
 
 
-def _start(spec: FitSpec, problem: _Problem, init) -> _loop.LoopState:
-    return _start_at(spec, problem, _initial_z(spec, problem, init))
-
-
 def _advance(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> _loop.LoopState:
     return _loop.advance(spec.solver, problem.loss, loop, max_iter=spec.max_iter, gtol=spec.gtol)
 
@@ -126,9 +124,19 @@ def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
         cov_kind=spec.cov_kind)
 
 
-def start_one(spec: FitSpec, init, data, weights, mask, valid=True) -> _loop.LoopState:
-    """The loop state of one dataset at its start (traceable)."""
-    return _start(spec, _problem(spec, data, weights, mask, valid), init)
+def start_point_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
+                    reduce: bool = False) -> jax.Array:
+    """The unconstrained point one dataset's loop starts from (traceable): ``init`` (or
+    ``spec.init_fn(data)``); with ``reduce``, moved to the optimum of the reduced problem
+    when the model has one (``_reduced_start``)."""
+    problem = _problem(spec, data, weights, mask, valid)
+    z0 = _initial_z(spec, problem, init)
+    return _reduced_start(spec, problem, z0) if reduce else z0
+
+
+def start_one(spec: FitSpec, z0, data, weights, mask, valid=True) -> _loop.LoopState:
+    """The loop state of one dataset at the unconstrained point ``z0`` (traceable)."""
+    return _start_at(spec, _problem(spec, data, weights, mask, valid), z0)
 
 
 def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
@@ -156,10 +164,40 @@ def _subsample_start(spec: FitSpec, z0: jax.Array, data, weights, mask) -> jax.A
                               _start_at(sub_spec, sub, z0))
     # Only a certified subsample estimate is a start: not one drifting to a boundary of the
     # subsample's likelihood (e.g. separation in a logistic regression; status BOUNDARY).
-    derivatives = spec.solver.derivatives(objective(sub.lik), loop.solver_state)
-    checked = _information.assess(derivatives, sub.lik, spec.space, loop.solver_state.z,
+    return jnp.where(_certified(spec, sub, loop), loop.solver_state.z, z0)
+
+
+def _certified(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> jax.Array:
+    """Whether a preliminary fit's estimate passes the fit's own certification."""
+    derivatives = spec.solver.derivatives(objective(problem.lik), loop.solver_state)
+    checked = _information.assess(derivatives, problem.lik, spec.space, loop.solver_state.z,
                                   loop.status, cov_kind="observed", xtol=spec.xtol)
-    return jnp.where(checked.status == int(Status.CONVERGED), loop.solver_state.z, z0)
+    return checked.status == int(Status.CONVERGED)
+
+
+def _reduced_start(spec: FitSpec, problem: _Problem, z0: jax.Array) -> jax.Array:
+    """The optimum of the reduced problem (``_reduce``: the log-likelihood from sufficient
+    statistics, one pass over the data), found by Newton from ``z0``; ``z0`` itself when
+    the model has no reduced form, or that optimum fails its certification."""
+    lik = problem.lik
+    params0 = spec.space.to_constrained(z0)
+    reduction = _reduce.reduction(
+        spec.model.log_density, jax.tree_util.tree_map(
+            lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)), params0),
+        jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), lik.data),
+        spec.model.n_obs_axis)
+    if reduction is None:
+        return z0
+    weights = None if lik.active is None else jnp.where(lik.active, lik.weights, 0.0)
+    stats = _reduce.statistics(reduction, params0, lik.data, weights)
+    reduced = Likelihood(
+        lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats, lik.data),
+        lik.log_prior, None, None, None, None)
+    newton = dataclasses.replace(spec, solver=Newton(), max_iter=REDUCED_MAX_ITER)
+    sub = _Problem(reduced, objective(reduced), None, problem.blocked)
+    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(newton, sub, loop),
+                              _start_at(newton, sub, z0))
+    return jnp.where(_certified(newton, sub, loop), loop.solver_state.z, z0)
 
 
 def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
