@@ -4,7 +4,12 @@ A batch of ``B`` datasets is laid out as ``devices x windows x chunks x chunk`` 
 the end with blocked copies of dataset 0 that never iterate and are dropped). On each
 device, the windows (at most 16 chunks each) are solved one after another, each thus:
 
-1. Every dataset is started (loss and derivatives at its start, stopping test).
+1. Every dataset is started (loss and derivatives at its start, stopping test). In a batch
+   of at least ``REDUCE_MIN_ELEMENTS`` data elements whose model is affine in functions
+   of the data (``_reduce``: Normal, Gamma, Poisson, linear regression ...), each
+   dataset's start is first moved to the optimum of its reduced problem, fitted by Newton
+   on sufficient statistics from one pass over its data; the fit on all observations
+   then usually stops at its first stopping test.
 2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
    together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of them
    still run; their states are written back, and the lanes of finished datasets take the

@@ -29,8 +29,10 @@ class Fit:
             (k counts every constrained entry; a simplex of m entries adds m rows).
         loglik: log-likelihood at the estimate (without the log-prior).
         status: ``Status`` code (int32) saying why the fit stopped.
-        n_iter: iterations used (on all observations: a single fit of 2^20 or more
-            observations first iterates on a subsample for its start, see ``_solve``).
+        n_iter: iterations used on all observations (a single fit of 2^20 or more
+            observations first iterates on a subsample for its start, a large batch of
+            a model with sufficient statistics on those; see ``_solve``). 0 means the
+            start passed the stopping test.
         grad_norm: max-norm of the objective's gradient in unconstrained coordinates.
         n_obs: number of (weighted, unmasked) observations; None for a scalar log-density.
         n_params: number of free parameters (a simplex of m entries has m - 1).

@@ -17,7 +17,9 @@ predicate, e.g. the support test ``where(x >= 0, ..., -inf)``). Mixed values go 
 ``xlog1py`` (taken as ``a log b``, ``a log1p b``), selects, broadcasts, reshapes that
 add or drop unit axes, transposes and sums; any other operation on a mixed value (an
 ``exp``, a ``logsumexp``, the ``log1p(exp(x' beta))`` of a logistic regression) means the
-model has no such form and ``reduction`` returns None.
+model has no such form and ``reduction`` returns None. Nested ``jit`` calls and functions
+with custom derivatives are interpreted through their code (so a custom derivative rule
+is not kept; ``xlogy`` at ``x = 0`` has a different derivative there).
 
 The reduced log-likelihood equals the original wherever the original's terms are finite,
 up to rounding: ``x^2 - 2 x mu + mu^2`` cancels where ``(x - mu)^2`` does not, and
@@ -351,10 +353,6 @@ class _Interpreter:
                     any(isinstance(a, _Data) for a in args)
                     and any(isinstance(a, _Const) and a.theta for a in args)):
                 return [self.custom_mixed(closed, args, in_avals, out_aval)]
-            if all(isinstance(a, _Const) for a in args):
-                full = [_materialised(a, av) for a, av in zip(args, in_avals)]
-                return [_Const(o, any(a.theta for a in args))
-                        for o in eqn.primitive.bind(*full, **params)]
             return self.run(closed.jaxpr, closed.consts, args)
         if len(eqn.outvars) != 1:
             raise Unsupported(name)
@@ -362,17 +360,13 @@ class _Interpreter:
 
     def custom_mixed(self, closed, args, in_avals, out_aval):
         """A custom-derivative function of mixed values: ``xlogy`` and ``xlog1py`` by their
-        formulas; others through their primal code."""
+        formulas (``a log b``, ``a log1p b``); others through their primal code."""
         func = getattr(closed.jaxpr.debug_info, "func_name", "")
         if func in ("xlogy", "xlog1py") and len(args) == 2:
-            log = "log" if func == "xlogy" else "log1p"
-            a, b = args
-            logged = self.elementwise(getattr(lax, f"{log}_p"), log, {"accuracy": None}
-                                      if log == "log" else {"accuracy": None}, [b],
-                                      [in_avals[1]], _shaped(
-                                          in_avals[1].shape, in_avals[1].dtype))
-            return self.elementwise(lax.mul_p, "mul", {}, [a, logged],
-                                    [in_avals[0], in_avals[1]], out_aval)
+            prim = lax.log_p if func == "xlogy" else lax.log1p_p
+            logged = self.elementwise(prim, prim.name, {"accuracy": None}, [args[1]],
+                                      [in_avals[1]], in_avals[1])
+            return self.elementwise(lax.mul_p, "mul", {}, [args[0], logged], in_avals, out_aval)
         return self.run(closed.jaxpr, closed.consts, args)[0]
 
     def single(self, prim, name, params, args, in_avals, out_aval):
@@ -549,16 +543,16 @@ class Reduction:
     statistic sums over (where the coefficient is broadcast)."""
 
     closed: Any
-    params_tree: Any
-    data_tree: Any
+    data_avals: tuple  # of the data leaves
     n_obs: int | None
     summed_axes: tuple  # per term
 
 
-def _form(reduction_or_parts, params, data, weights) -> _Affine:
-    """The weighted log-likelihood as a scalar affine form. ``params`` leaves are arrays;
-    ``data`` leaves and ``weights`` are arrays or None (coefficients only)."""
-    closed, data_avals, n_obs = reduction_or_parts
+def _form(parts, params, data, weights) -> _Affine:
+    """The weighted log-likelihood as a scalar affine form. ``parts``: the jaxpr, the data
+    leaves' shapes and ``n_obs``; ``params`` leaves are arrays; ``data`` leaves and
+    ``weights`` are arrays or None (coefficients only)."""
+    closed, data_avals, n_obs = parts
     args = [_Const(jnp.asarray(p), True) for p in params]
     args += [_Data(d, a.shape, a.dtype) for d, a in zip(data, data_avals)]
     out = _Interpreter().run(closed.jaxpr, closed.consts, args)[0]
@@ -592,7 +586,8 @@ def reduction(log_density: Callable, params_abstract, data_abstract, n_obs: int 
     weights = None if n_obs is None else jax.ShapeDtypeStruct((n_obs,), dtype)
     try:
         jax.eval_shape(probe, p_leaves, d_leaves, weights)
-    except Unsupported:
+    except Exception:  # noqa: BLE001 - Unsupported, or a primitive this interpreter
+        # mishandles: the reduced start is an optimisation, and the fit without it is exact.
         return None
     summed = tuple(tuple(i for i, (c, f) in enumerate(zip(coef, feat)) if c == 1 and f > 1)
                    for coef, feat in structure)
@@ -601,30 +596,28 @@ def reduction(log_density: Callable, params_abstract, data_abstract, n_obs: int 
     data_size = sum(int(np.prod(leaf.shape)) for leaf in d_leaves)
     if not structure or size > MAX_STATISTICS_FRACTION * data_size:
         return None
-    return Reduction(closed, p_tree, d_tree, n_obs, summed)
+    return Reduction(closed, tuple(d_leaves), n_obs, summed)
 
 
-def _parts(reduction: Reduction, data_leaves):
-    avals = [jax.ShapeDtypeStruct(jnp.shape(d), jnp.result_type(d)) for d in data_leaves]
-    return reduction.closed, avals, reduction.n_obs
+def _parts(reduction: Reduction):
+    return reduction.closed, reduction.data_avals, reduction.n_obs
 
 
 def statistics(reduction: Reduction, params, data, weights) -> tuple:
     """``S_t = sum of w_i F_t(x_i)`` over each term's summed axes: one pass over the data
     (``params`` only fixes dtypes and shapes; the coefficients are discarded)."""
-    leaves = jax.tree_util.tree_leaves(data)
-    form = _form(_parts(reduction, leaves), jax.tree_util.tree_leaves(params), leaves, weights)
+    form = _form(_parts(reduction), jax.tree_util.tree_leaves(params),
+                 jax.tree_util.tree_leaves(data), weights)
     return tuple(jnp.sum(t.feat.value, axis=axes, keepdims=True)
                  for t, axes in zip(form.terms, reduction.summed_axes))
 
 
-def loglik(reduction: Reduction, params, stats: tuple, data_abstract) -> jax.Array:
+def loglik(reduction: Reduction, params, stats: tuple) -> jax.Array:
     """The weighted log-likelihood at ``params`` from the statistics alone. A term whose
     statistic is 0 adds 0 (an infinite coefficient of an empty indicator, e.g. the
     ``-inf`` outside a support that no observation falls outside, stays out)."""
-    leaves = jax.tree_util.tree_leaves(data_abstract)
-    form = _form(_parts(reduction, leaves), jax.tree_util.tree_leaves(params),
-                 [None] * len(leaves), None)
+    form = _form(_parts(reduction), jax.tree_util.tree_leaves(params),
+                 [None] * len(reduction.data_avals), None)
     total = jnp.zeros((), form.dtype) if form.const is None else form.const
     for t, s in zip(form.terms, stats):
         total = total + jnp.sum(jnp.where(s == 0, 0.0, t.coef * s))

@@ -1,4 +1,4 @@
-"""One dataset's fit as traceable pieces: start, one iteration, finish.
+"""One dataset's fit as traceable pieces: start point, start, one iteration, finish.
 
 ``fit`` runs them in a ``lax.while_loop``; the batched driver (``_batch``) steps many
 datasets together and can move a slow one to another chunk between iterations, which is
@@ -16,6 +16,15 @@ certification of the full fit are unchanged; ``n_iter`` counts iterations on all
 observations. With several local optima, the subsample's fit decides which one the full
 fit reaches from the given start (``jm.multistart`` explores starts; batches are not
 subsampled).
+
+The reduced start (``_reduced_start``, used by large batches, see ``_batch``): when the
+log-density is affine in functions of the data (``_reduce``), Newton first runs on the
+log-likelihood computed from sufficient statistics (one pass over the data, then no cost
+per observation), and the fit on all observations starts at that optimum if it passes
+the same certification. Reduced and full log-likelihoods agree up to rounding, so both
+reach the same optimum from the same start; the full fit's stopping test and
+certification decide the result as from any start (10,000 x 1,000 Normal from (0, 1):
+8 full iterations -> 0, 0.26 -> 0.13-0.16 s; Gamma from (1, 1): 7.3 -> 0, 0.66 -> 0.25-0.33 s).
 """
 
 from __future__ import annotations
@@ -191,7 +200,7 @@ def _reduced_start(spec: FitSpec, problem: _Problem, z0: jax.Array) -> jax.Array
     weights = None if lik.active is None else jnp.where(lik.active, lik.weights, 0.0)
     stats = _reduce.statistics(reduction, params0, lik.data, weights)
     reduced = Likelihood(
-        lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats, lik.data),
+        lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats),
         lik.log_prior, None, None, None, None)
     newton = dataclasses.replace(spec, solver=Newton(), max_iter=REDUCED_MAX_ITER)
     sub = _Problem(reduced, objective(reduced), None, problem.blocked)

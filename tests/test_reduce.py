@@ -63,7 +63,7 @@ def test_reduced_loglik_gradient_and_hessian_equal_the_weighted_sum(name):
                                            jax.hessian(loglik)(v))))
 
     points = jnp.stack([flat, flat * 1.1])
-    reduced = derivatives(lambda v: _reduce.loglik(reduction, unravel(v), stats_, data))
+    reduced = derivatives(lambda v: _reduce.loglik(reduction, unravel(v), stats_))
     direct = derivatives(lambda v: jnp.sum(weights * log_density(unravel(v), data)))
     for got, want in zip(reduced(points), direct(points)):
         np.testing.assert_allclose(got, want, rtol=REDUCED_RTOL, atol=1e-9)
@@ -73,7 +73,7 @@ def test_scalar_form_is_reduced_too():
     log_density, params, x = AFFINE["normal"]
     total = lambda p, x: jnp.sum(log_density(p, x))
     reduction = _reduction(total, params, x, n_obs=None)
-    value = _reduce.loglik(reduction, params, _reduce.statistics(reduction, params, x, None), x)
+    value = _reduce.loglik(reduction, params, _reduce.statistics(reduction, params, x, None))
     np.testing.assert_allclose(value, total(params, x), rtol=REDUCED_RTOL)
 
 
@@ -84,9 +84,8 @@ def test_observations_outside_the_support_make_the_reduced_loglik_minus_infinity
     reduction = _reduction(_gamma, params, x)
     ones = jnp.ones(N)
     assert np.isfinite(_reduce.loglik(reduction, params,
-                                      _reduce.statistics(reduction, params, x, ones), x))
-    assert _reduce.loglik(reduction, params, _reduce.statistics(reduction, params, bad, ones),
-                          bad) == -np.inf
+                                      _reduce.statistics(reduction, params, x, ones)))
+    assert _reduce.loglik(reduction, params, _reduce.statistics(reduction, params, bad, ones)) == -np.inf
 
 
 @pytest.mark.parametrize("log_density, params, data", [
