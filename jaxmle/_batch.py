@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -49,8 +50,9 @@ MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills t
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
 # Batches of at least this many data elements first fit each dataset's reduced problem
-# (``_solve._reduced_start``): it saves most passes over the data (10,000 x 1,000 Normal
-# 0.26 -> 0.16 s, Gamma 0.66 -> 0.33 s) but compiles a second Newton loop (+1.4 s).
+# (``_solve.reduced_start_one``): it saves most passes over the data (10,000 x 1,000 Normal
+# 0.26 -> 0.13-0.16 s, Gamma 0.66 -> 0.25-0.33 s in scratch runs) but compiles a second
+# Newton loop (+1.4 s).
 REDUCE_MIN_ELEMENTS = 2**22
 
 
@@ -122,21 +124,36 @@ def _solve_device(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
                                   _chunked((starts, data, weights, mask, valid), lay.windows)))
 
 
+def _reduction(spec, lay: Layout, data):
+    """The model's reduced form when the batch has at least ``REDUCE_MIN_ELEMENTS`` data
+    elements (``data``: a window, leading axis on every leaf), else None."""
+    one = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), data)
+    per_dataset = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one))
+    if lay.padded * per_dataset < REDUCE_MIN_ELEMENTS:
+        return None
+    return _solve.reduction_for(spec, one)
+
+
 def _solve_window(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
     """The datasets of one window: leading axis ``chunks * chunk`` on every argument."""
-    start = jax.vmap(functools.partial(_solve.start_one, spec))
     step = jax.vmap(functools.partial(_solve.step_one, spec))
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))
     total = lay.chunks * lay.chunk
 
-    # Start points of the whole window at once: a reduced problem's Newton loop (``_solve``)
-    # costs per iteration, not per observation, so it runs over every lane together.
-    per_dataset = sum(leaf.size // leaf.shape[0] for leaf in jax.tree_util.tree_leaves(data))
-    reduce = lay.padded * per_dataset >= REDUCE_MIN_ELEMENTS
-    points = jax.vmap(functools.partial(_solve.start_point_one, spec, reduce=reduce))(
-        starts, data, weights, mask, valid)
+    # With a reduced form, the statistics are computed chunk by chunk, and the reduced
+    # problems' Newton loop (no cost per observation) runs over the whole window at once.
+    reduction = _reduction(spec, lay, data)
+    if reduction is not None:
+        inputs = jax.vmap(functools.partial(_solve.reduced_inputs_one, spec, reduction))
+        z0, stats, blocked = _unchunked(jax.lax.map(
+            lambda slices: inputs(*slices),
+            _chunked((starts, data, weights, mask, valid), lay.chunks)))
+        starts = jax.vmap(functools.partial(_solve.reduced_start_one, spec, reduction))(
+            z0, stats, blocked)
+    start = jax.vmap(functools.partial(_solve.start_one, spec,
+                                       unconstrained=reduction is not None))
     loops = _unchunked(jax.lax.map(lambda slices: start(*slices),
-                                   _chunked((points, data, weights, mask, valid), lay.chunks)))
+                                   _chunked((starts, data, weights, mask, valid), lay.chunks)))
 
     def load(loops, index):
         """The loop states and data of datasets ``index`` (past the end: finished dummies)."""

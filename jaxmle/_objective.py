@@ -107,10 +107,16 @@ def _block_layout(n: int) -> tuple[int, int]:
     return count, min(n, 8 * -(-n // (8 * count)))
 
 
+def log_prior_of(model: Model, space: ParameterSpace) -> Callable:
+    """``z -> log prior`` of the constrained parameters (0 without a prior)."""
+    if model.log_prior is None:
+        return lambda z: jnp.zeros((), z.dtype)
+    return lambda z: model.log_prior(space.to_constrained(z))
+
+
 def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Likelihood:
     """Builds the log-likelihood of one dataset as functions of ``z``."""
-    prior = (lambda z: jnp.zeros((), z.dtype)) if model.log_prior is None else (
-        lambda z: model.log_prior(space.to_constrained(z)))
+    prior = log_prior_of(model, space)
     if not model.per_observation:
         return Likelihood(lambda z: model.log_density(space.to_constrained(z), data),
                           prior, None, None, None, data)

@@ -40,7 +40,7 @@ import numpy as np
 from jax import lax
 from jax.extend.core import Literal
 
-# A reduction is used when its statistics are at most this fraction of the observations
+# A reduction is used when its statistics have at most this fraction of the data's elements
 # (a start found from them must save passes over the data).
 MAX_STATISTICS_FRACTION = 1 / 8
 MAX_TERMS = 64  # a longer affine form (products of many sums) is not worth its statistics
@@ -52,8 +52,11 @@ _ELEMENTWISE = frozenset((
     "integer_pow", "is_finite", "le", "lgamma", "log", "log1p", "logistic", "lt", "max",
     "min", "mul", "ne", "neg", "nextafter", "not", "or", "polygamma", "pow", "rem", "round",
     "rsqrt", "select_n", "sign", "sin", "sinh", "sqrt", "square", "sub", "tan", "tanh", "xor",
-    "zeta", "bessel_i0e", "bessel_i1e", "random_gamma_grad", "copy", "copy_p",
+    "zeta", "bessel_i0e", "bessel_i1e", "copy",
 ))
+# Shape primitives with a rule for compact and mixed values (``_shape_op``).
+_SHAPE_PRIMITIVES = frozenset(("broadcast_in_dim", "squeeze", "reshape", "transpose",
+                               "reduce_sum", "convert_element_type"))
 
 
 class Unsupported(Exception):
@@ -109,6 +112,14 @@ def _is_mixed(v) -> bool:
     return isinstance(v, (_Affine, _Select))
 
 
+def _mixes(args) -> bool:
+    """Whether an operation combines parameters and data: a mixed argument, or a value
+    that depends on the parameters beside a data-only one."""
+    return any(_is_mixed(a) for a in args) or (
+        any(isinstance(a, _Data) for a in args)
+        and any(isinstance(a, _Const) and a.theta for a in args))
+
+
 # ---------------------------------------------------------------------------------- arrays
 
 def _ranked(value, rank: int):
@@ -131,6 +142,15 @@ def _data_op(fn: Callable, *args) -> _Data:
         return _Data(None, out.shape, out.dtype)
     out = fn(*arrays)
     return _Data(out, out.shape, out.dtype)
+
+
+def _shaped(shape, dtype):
+    return jax.ShapeDtypeStruct(tuple(shape), dtype)
+
+
+def _struct(leaf):
+    """The shape and dtype of an array, a Python number or a shape struct."""
+    return _shaped(jnp.shape(leaf), leaf.dtype if hasattr(leaf, "dtype") else jnp.result_type(leaf))
 
 
 def _materialised(v, aval):
@@ -349,9 +369,7 @@ class _Interpreter:
             return self.run(closed.jaxpr, closed.consts, args)
         if name in ("custom_jvp_call", "custom_vjp_call"):
             closed = params.get("call_jaxpr") or params.get("fun_jaxpr")
-            if any(_is_mixed(a) for a in args) or (
-                    any(isinstance(a, _Data) for a in args)
-                    and any(isinstance(a, _Const) and a.theta for a in args)):
+            if _mixes(args):
                 return [self.custom_mixed(closed, args, in_avals, out_aval)]
             return self.run(closed.jaxpr, closed.consts, args)
         if len(eqn.outvars) != 1:
@@ -374,13 +392,9 @@ class _Interpreter:
             return self.elementwise(prim, name, params, args, in_avals, out_aval)
         if any(isinstance(a, _Select) for a in args):
             args = [_lower(a) if isinstance(a, _Select) else a for a in args]
-        if all(isinstance(a, _Const) for a in args) and len(args) == 1 and name in (
-                "broadcast_in_dim", "squeeze", "reshape", "transpose", "reduce_sum",
-                "convert_element_type"):
+        if all(isinstance(a, _Const) for a in args) and name in _SHAPE_PRIMITIVES:
             return _structural(name, params, args[0], in_avals[0], out_aval)
-        if not any(_is_mixed(a) for a in args) and not (
-                any(isinstance(a, _Data) for a in args)
-                and any(isinstance(a, _Const) and a.theta for a in args)):
+        if not _mixes(args):
             return self.unmixed(prim, params, args, in_avals, out_aval)
         if len(args) == 1:
             return _structural(name, params, args[0], in_avals[0], out_aval)
@@ -456,9 +470,7 @@ class _Interpreter:
             joint = np.broadcast_shapes(*[v.shape for v in values])
             values = [jnp.broadcast_to(v, joint) for v in values]
             return _Const(prim.bind(*values, **params), any(a.theta for a in args))
-        theta_present = any(isinstance(a, _Const) and a.theta for a in args)
-        if not any(_is_mixed(a) for a in args) and not (
-                theta_present and any(isinstance(a, _Data) for a in args)):
+        if not _mixes(args):
             return self._data_bind(prim, params, args, in_avals)
         return self.mixed(name, params, args, in_avals, out_aval)
 
@@ -564,11 +576,12 @@ def _form(parts, params, data, weights) -> _Affine:
     return _affine(out, (), dtype)
 
 
-def reduction(log_density: Callable, params_abstract, data_abstract, n_obs: int | None):
-    """The ``Reduction`` of ``log_density`` at these shapes, or None when it has no affine
-    form or its statistics would not be much smaller than the data."""
-    p_leaves, p_tree = jax.tree_util.tree_flatten(params_abstract)
-    d_leaves, d_tree = jax.tree_util.tree_flatten(data_abstract)
+def reduction(log_density: Callable, params, data, n_obs: int | None):
+    """The ``Reduction`` of ``log_density`` at the shapes of ``params`` and ``data``
+    (arrays or shape structs), or None when it has no affine form or its statistics would
+    not be much smaller than the data."""
+    p_leaves, p_tree = jax.tree_util.tree_flatten(jax.tree_util.tree_map(_struct, params))
+    d_leaves, d_tree = jax.tree_util.tree_flatten(jax.tree_util.tree_map(_struct, data))
     closed = jax.make_jaxpr(lambda p, d: log_density(
         jax.tree_util.tree_unflatten(p_tree, p), jax.tree_util.tree_unflatten(d_tree, d)))(
         p_leaves, d_leaves)
@@ -622,7 +635,3 @@ def loglik(reduction: Reduction, params, stats: tuple) -> jax.Array:
     for t, s in zip(form.terms, stats):
         total = total + jnp.sum(jnp.where(s == 0, 0.0, t.coef * s))
     return total
-
-
-def _shaped(shape, dtype):
-    return jax.ShapeDtypeStruct(tuple(shape), dtype)

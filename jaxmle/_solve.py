@@ -17,10 +17,11 @@ observations. With several local optima, the subsample's fit decides which one t
 fit reaches from the given start (``jm.multistart`` explores starts; batches are not
 subsampled).
 
-The reduced start (``_reduced_start``, used by large batches, see ``_batch``): when the
-log-density is affine in functions of the data (``_reduce``), Newton first runs on the
-log-likelihood computed from sufficient statistics (one pass over the data, then no cost
-per observation), and the fit on all observations starts at that optimum if it passes
+The reduced start (``reduced_inputs_one`` and ``reduced_start_one``, used by large
+batches, see ``_batch``): when the log-density is affine in functions of the data
+(``_reduce``), Newton first runs on the log-likelihood computed from sufficient statistics
+(one pass over the data, then no cost per observation), and the fit on all observations
+starts at that optimum if it passes
 the same certification. Reduced and full log-likelihoods agree up to rounding, so both
 reach the same optimum from the same start; the full fit's stopping test and
 certification decide the result as from any start (10,000 x 1,000 Normal from (0, 1):
@@ -39,12 +40,13 @@ import jax.numpy as jnp
 from jaxmle import _information, _loop, _optax_solver, _parameters, _reduce
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
-from jaxmle._objective import Likelihood, Model, likelihood, objective, per_observation_leaf
+from jaxmle._objective import (Likelihood, Model, likelihood, log_prior_of, objective,
+                               per_observation_leaf)
 from jaxmle._status import RUNNING, Status
 
 SUBSAMPLE_MIN_OBS = 2**20
 SUBSAMPLE_OBS = 2**16
-REDUCED_MAX_ITER = 100
+REDUCED_MAX_ITER = 100  # Newton iterations on a reduced problem (the default of a fit)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -133,19 +135,48 @@ def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
         cov_kind=spec.cov_kind)
 
 
-def start_point_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
-                    reduce: bool = False) -> jax.Array:
-    """The unconstrained point one dataset's loop starts from (traceable): ``init`` (or
-    ``spec.init_fn(data)``); with ``reduce``, moved to the optimum of the reduced problem
-    when the model has one (``_reduced_start``)."""
+def reduction_for(spec: FitSpec, data_one) -> _reduce.Reduction | None:
+    """The model's reduced form (``_reduce``) at the shapes of one dataset's data (arrays
+    or shape structs), or None. Static: decided while tracing."""
+    z = jax.ShapeDtypeStruct((spec.space.n_free,), jnp.result_type(float))
+    return _reduce.reduction(spec.model.log_density, jax.eval_shape(spec.space.to_constrained, z),
+                             data_one, spec.model.n_obs_axis)
+
+
+def reduced_inputs_one(spec: FitSpec, reduction: _reduce.Reduction, init, data, weights,
+                       mask, valid=True):
+    """One dataset's unconstrained start ``init`` (or ``spec.init_fn(data)``), its
+    statistics (one pass over its active observations) and its pre-solve status: the
+    inputs of ``reduced_start_one`` (traceable)."""
     problem = _problem(spec, data, weights, mask, valid)
     z0 = _initial_z(spec, problem, init)
-    return _reduced_start(spec, problem, z0) if reduce else z0
+    lik = problem.lik
+    weights = None if lik.active is None else jnp.where(lik.active, lik.weights, 0.0)
+    stats = _reduce.statistics(reduction, spec.space.to_constrained(z0), lik.data, weights)
+    return z0, stats, problem.blocked
 
 
-def start_one(spec: FitSpec, z0, data, weights, mask, valid=True) -> _loop.LoopState:
-    """The loop state of one dataset at the unconstrained point ``z0`` (traceable)."""
-    return _start_at(spec, _problem(spec, data, weights, mask, valid), z0)
+def reduced_start_one(spec: FitSpec, reduction: _reduce.Reduction, z0: jax.Array, stats,
+                      blocked: jax.Array) -> jax.Array:
+    """The optimum of one dataset's reduced problem (its log-likelihood from the
+    statistics ``stats``), found by Newton from ``z0``; ``z0`` itself when that optimum
+    fails the fit's certification (traceable; no cost per observation)."""
+    reduced = Likelihood(lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats),
+                         log_prior_of(spec.model, spec.space), None, None, None, None)
+    newton = dataclasses.replace(spec, solver=Newton(), max_iter=REDUCED_MAX_ITER)
+    problem = _Problem(reduced, objective(reduced), None, blocked)
+    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(newton, problem, loop),
+                              _start_at(newton, problem, z0))
+    return jnp.where(_certified(newton, problem, loop), loop.solver_state.z, z0)
+
+
+def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
+              unconstrained: bool = False) -> _loop.LoopState:
+    """The loop state of one dataset at its start (traceable): ``init`` (or
+    ``spec.init_fn(data)``), or with ``unconstrained`` the flat unconstrained ``init``."""
+    problem = _problem(spec, data, weights, mask, valid)
+    z0 = init if unconstrained else _initial_z(spec, problem, init)
+    return _start_at(spec, problem, z0)
 
 
 def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
@@ -182,31 +213,6 @@ def _certified(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> jax.A
     checked = _information.assess(derivatives, problem.lik, spec.space, loop.solver_state.z,
                                   loop.status, cov_kind="observed", xtol=spec.xtol)
     return checked.status == int(Status.CONVERGED)
-
-
-def _reduced_start(spec: FitSpec, problem: _Problem, z0: jax.Array) -> jax.Array:
-    """The optimum of the reduced problem (``_reduce``: the log-likelihood from sufficient
-    statistics, one pass over the data), found by Newton from ``z0``; ``z0`` itself when
-    the model has no reduced form, or that optimum fails its certification."""
-    lik = problem.lik
-    params0 = spec.space.to_constrained(z0)
-    reduction = _reduce.reduction(
-        spec.model.log_density, jax.tree_util.tree_map(
-            lambda leaf: jax.ShapeDtypeStruct(jnp.shape(leaf), jnp.result_type(leaf)), params0),
-        jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype), lik.data),
-        spec.model.n_obs_axis)
-    if reduction is None:
-        return z0
-    weights = None if lik.active is None else jnp.where(lik.active, lik.weights, 0.0)
-    stats = _reduce.statistics(reduction, params0, lik.data, weights)
-    reduced = Likelihood(
-        lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats),
-        lik.log_prior, None, None, None, None)
-    newton = dataclasses.replace(spec, solver=Newton(), max_iter=REDUCED_MAX_ITER)
-    sub = _Problem(reduced, objective(reduced), None, problem.blocked)
-    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(newton, sub, loop),
-                              _start_at(newton, sub, z0))
-    return jnp.where(_certified(newton, sub, loop), loop.solver_state.z, z0)
 
 
 def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
