@@ -46,7 +46,6 @@ def _solver_for(method):
 
 
 _fit_compiled = _xla.jit(fit_one, static_argnums=0)
-_fit_quick_compiled = _xla.jit(fit_one, static_argnums=0, quick=True)
 
 
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
@@ -184,8 +183,7 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
             log_density, init, data, method=method, constraints=constraints,
             log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
             gtol=gtol, precision=precision, batched=False)
-        compiled = _fit_quick_compiled if _xla.quick_for(data) else _fit_compiled
-        return jax.device_get(compiled(spec, init_values, data, weights, None))
+        return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
 
 
 def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",

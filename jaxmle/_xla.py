@@ -11,14 +11,17 @@ the project's 2-core CPU; ``benchmarks/RESULTS.md``). jaxmle therefore keeps YNN
 dot products only, through a per-compilation option that never touches the user's own JAX
 programs. If this XLA does not know the option, compilation proceeds with the defaults.
 
-Quick compilation (``quick=True``, for fits of one small dataset, where compiling is most of
-the time): XLA's older CPU code emitters (``xla_cpu_use_fusion_emitters=False``) compile a
-Newton fit in about half the time (Normal, 1,000 observations: backend compile 1.06-1.14 ->
-0.51-0.58 s, whole first call 1.5-1.6 -> 0.9-1.1 s) and run such a fit as fast (1,000 and
-100,000 observations, ``norm.logpdf`` and a hand-written density: within 0.6 ms / 1 ms). In
-batches the derivative passes of some densities run slower with them (hand-written Normal,
-256 x 1,000: 0.71 -> 0.99 ms; 2,000 Normal datasets: 0.086-0.090 -> 0.108-0.141 s), so
-batches keep the default emitters. Measured on the project's 2-core CPU.
+XLA's older CPU code emitters (``xla_cpu_use_fusion_emitters=False``) compile a fit in
+half to two thirds of the time, for a few percent of steady speed. Backend compile of the
+batched workloads (10,000 x 1,000 Normal and Gamma, 1,000 x 1,000 logistic regression,
+2,000 x 1,000 Normal): 4.3-5.1 -> 2.9-3.0 s, 5.8-5.9 -> 4.3-4.5 s, 2.1-2.2 -> 1.2-1.5 s,
+2.0-2.6 -> 1.4-1.7 s; one Normal fit of 1,000 observations 1.06-1.14 -> 0.51-0.58 s.
+Steady time, both programs in one process, alternating calls, medians of two runs (5-7
+calls each) for those batches, a hand-written Normal, a Gamma batch of 2,000 x 1,000 and a
+Weibull batch: from 1-4% faster to 15% slower, 5% slower on average; single Normal
+(10^7) and Gamma (10^6) fits within 3%. Measured on the project's 2-core CPU, 2026-12-01
+(``benchmarks/RESULTS.md``). Without the YNNPACK option the same batches ran up to 3x
+slower (2,000 hand-written Normal datasets 0.08 -> 0.27-0.41 s), with either emitters.
 """
 
 from __future__ import annotations
@@ -26,43 +29,32 @@ from __future__ import annotations
 import functools
 
 import jax
-import numpy as np
 
-CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"}
-QUICK_CPU_OPTIONS = {**CPU_OPTIONS, "xla_cpu_use_fusion_emitters": False}
-# A single dataset below this many bytes is fitted in milliseconds once compiled: a first
-# call is then mostly compilation, and the quick options pay.
-QUICK_COMPILE_BYTES = 8 * 2**20
-
-
-def quick_for(tree) -> bool:
-    """Whether a compiled fit of the arrays in ``tree`` should use the quick options."""
-    return sum(np.asarray(leaf).nbytes for leaf in jax.tree_util.tree_leaves(tree)) < QUICK_COMPILE_BYTES
+CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
+               "xla_cpu_use_fusion_emitters": False}
 
 
 @functools.cache
-def compiler_options(quick: bool = False) -> dict | None:
+def compiler_options() -> dict | None:
     """The options for jaxmle's ``jax.jit`` calls on the default backend (None: defaults)."""
     if jax.default_backend() != "cpu":
         return None
-    options = QUICK_CPU_OPTIONS if quick else CPU_OPTIONS
     try:
-        jax.jit(lambda x: x + 1, compiler_options=options).lower(1.0).compile()
+        jax.jit(lambda x: x + 1, compiler_options=CPU_OPTIONS).lower(1.0).compile()
     except (jax.errors.JaxRuntimeError, ValueError):  # an XLA without the options
-        return compiler_options() if quick else None
-    return options
+        return None
+    return CPU_OPTIONS
 
 
-def jit(function, *, quick: bool = False, **options):
+def jit(function, **options):
     """``jax.jit(function, **options)`` with jaxmle's compiler options, built on first use.
 
-    ``quick``: compile with the quick options (see the module notes). The backend is only
-    queried when the returned function is first called, so importing jaxmle initialises no
-    device.
+    The backend is only queried when the returned function is first called, so importing
+    jaxmle initialises no device.
     """
     @functools.cache
     def compiled():
-        return jax.jit(function, compiler_options=compiler_options(quick), **options)
+        return jax.jit(function, compiler_options=compiler_options(), **options)
 
     @functools.wraps(function)
     def call(*args):

