@@ -1,18 +1,23 @@
 """How jaxmle's batched fit grows with the batch and the data, its memory, and stragglers.
 
-Three tables (Normal(mu, sigma) by Newton from (0, 1), float64, SEs included):
+Three tables (Newton, float64, SEs included):
 
-1. growth: steady seconds of one ``fit_batch`` call as the number of datasets B doubles
-   (n = 1,000) and as the observations per dataset n double (B = 1,000), with the ratio
-   to the previous row (linear growth: about 2 per doubling; the target is <= 2.2); the
-   fastest of three calls per shape, taken in rounds that visit every shape once;
+1. growth: steady seconds of one ``fit_batch`` call of Normal(mu, sigma) datasets from
+   (0, 1) as the number of datasets B doubles (n = 1,000) and as the observations per
+   dataset n double (B = 1,000), with the ratio to the previous row (linear growth: about
+   2 per doubling; the target is <= 2.2); the fastest of three calls per shape, taken in
+   rounds that visit every shape once. Column "reduced": whether the batch is large enough
+   for the reduced start (``_batch.REDUCE_MIN_ELEMENTS``), which changes the cost per
+   dataset;
 2. memory: peak resident memory of a fresh process that fits B x n datasets, minus the
    same process's peak before the fit (imports and a tiny warm-up fit), against the
    size of the data (target: <= 3x the data plus a fixed overhead);
-3. stragglers: B = 10,000 datasets of which 1% sit on a scale 1e4 larger (they need 3 to 10
-   times the Newton iterations of the rest), fitted with straggler compaction and
-   with it turned off (each chunk of 256 then runs as long as its slowest dataset),
-   against the same batch without stragglers.
+3. stragglers: B = 10,000 Weibull datasets from the common start (shape 1, scale 1), of
+   which 1% sit on a scale 1e8 larger (they need about four times the Newton iterations of
+   the rest), fitted with straggler compaction and with it turned off (each chunk then
+   runs as long as its slowest dataset), against the same batch without stragglers. A
+   Weibull density has no sufficient statistics, so every dataset iterates on its data (a
+   Normal batch this large starts every dataset at its reduced optimum: no stragglers).
 
 Run:  python benchmarks/scale.py [--max-datasets 100000] [--max-obs 100000] [--quick]
 """
@@ -29,25 +34,30 @@ from jax.scipy import stats
 import jaxmle as jm
 from jaxmle import _batch
 
-INIT = {"mu": 0.0, "sigma": 1.0}
-CONSTRAINTS = {"sigma": jm.positive}
-
-
 def normal(p, x):
     return stats.norm.logpdf(x, p["mu"], p["sigma"])
 
 
-def timed_fit(x, repeats: int = 3, max_iter: int | None = None, warm: bool = True):
-    """Median seconds of steady calls (after a first call of the same shapes unless
-    ``warm`` is False, the shapes being compiled already) and the fit."""
+def normal_fits(x, **options):
+    return jm.fit_batch(normal, {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": jm.positive},
+                        **options)
+
+
+def weibull_fits(x, **options):
+    return jm.fit_batch(jm.models.weibull, {"shape": 1.0, "scale": 1.0}, x, **options)
+
+
+def timed_fit(fits, x, repeats: int = 3, warm: bool = True, **options):
+    """Median seconds of steady calls of ``fits(x, **options)`` (after a first call of the
+    same shapes unless ``warm`` is False, the shapes being compiled already) and the fit."""
     if warm:
-        jm.fit_batch(normal, INIT, x, constraints=CONSTRAINTS, max_iter=max_iter)
+        fits(x, **options)
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
-        fits = jm.fit_batch(normal, INIT, x, constraints=CONSTRAINTS, max_iter=max_iter)
+        result = fits(x, **options)
         seconds.append(time.perf_counter() - start)
-    return float(np.median(seconds)), fits
+    return float(np.median(seconds)), result
 
 
 def doublings(low: int, high: int) -> list[int]:
@@ -72,18 +82,20 @@ def growth(max_datasets: int, max_obs: int, rounds: int = 3) -> None:
     for round_ in range(rounds):
         for index, shape in enumerate(distinct):
             x = simulate(np.random.default_rng(index), shape)
-            seconds, fits = timed_fit(x, repeats=1, warm=round_ == 0)
+            seconds, fits = timed_fit(normal_fits, x, repeats=1, warm=round_ == 0)
             best[shape] = min(best[shape], seconds)
             converged[shape] = float(fits.converged.mean())
     print(f"growth (steady s: fastest of {rounds} calls in interleaved rounds; ratio to the row "
           "above; target <= 2.2 per doubling)")
-    print(f"{'B':>8} {'n':>8} {'steady s':>9} {'ratio':>6} {'fits/s':>9} {'converged':>9}")
+    print(f"{'B':>8} {'n':>8} {'steady s':>9} {'ratio':>6} {'fits/s':>9} {'converged':>9} "
+          f"{'reduced':>7}")
     previous_axis, previous = None, None
     for axis, shape in shapes:
         seconds = best[shape]
         ratio = "" if axis != previous_axis else f"{seconds / previous:6.2f}"
+        reduced = "yes" if shape[0] * shape[1] >= _batch.REDUCE_MIN_ELEMENTS else "no"
         print(f"{shape[0]:8,} {shape[1]:8,} {seconds:9.3f} {ratio:>6} {shape[0] / seconds:9,.0f} "
-              f"{converged[shape]:9.4f}", flush=True)
+              f"{converged[shape]:9.4f} {reduced:>7}", flush=True)
         previous_axis, previous = axis, seconds
 
 
@@ -106,10 +118,10 @@ def _peak_mb() -> float:
 def measure_memory(datasets: int, obs: int) -> dict:
     """Runs in a fresh process: peak RSS growth from before the data to after the fit."""
     rng = np.random.default_rng(1)
-    jm.fit_batch(normal, INIT, simulate(rng, (4, 50)), constraints=CONSTRAINTS)
+    normal_fits(simulate(rng, (4, 50)))
     before = _peak_mb()
     x = simulate(rng, (datasets, obs))
-    fits = jm.fit_batch(normal, INIT, x, constraints=CONSTRAINTS)
+    fits = normal_fits(x)
     return {"data_mb": x.nbytes / 2**20, "peak_growth_mb": _peak_mb() - before,
             "converged": float(fits.converged.mean())}
 
@@ -127,10 +139,11 @@ def memory(sizes) -> None:
 
 
 def stragglers(datasets: int) -> None:
-    clean = simulate(np.random.default_rng(2), (datasets, 1_000))
+    clean = np.random.default_rng(2).weibull(1.5, size=(datasets, 1_000))
     slow = clean.copy()
-    slow[::100] *= 1e4
-    print(f"\nstragglers (B = {datasets:,}, 1% of datasets on a 1e4 larger scale; max_iter 200)")
+    slow[::100] *= 1e8
+    print(f"\nstragglers (Weibull, B = {datasets:,}, start (1, 1), 1% of datasets on a 1e8 "
+          "larger scale; max_iter 200)")
     print(f"{'batch':12} {'compaction':>10} {'steady s':>9} {'iter mean':>9} {'iter max':>8} "
           f"{'converged':>9} {'vs clean':>8}")
     reference = None
@@ -139,7 +152,7 @@ def stragglers(datasets: int) -> None:
                                 ("stragglers", slow, False)):
         # Compaction off: a quota of 0 makes every round run until its whole chunk stops.
         _batch.STRAGGLER_FRACTION = fraction if compaction else 10**9
-        seconds, fits = timed_fit(x, max_iter=200)
+        seconds, fits = timed_fit(weibull_fits, x, max_iter=200)
         reference = reference or seconds
         print(f"{name:12} {'on' if compaction else 'off':>10} {seconds:9.3f} {fits.n_iter.mean():9.2f} "
               f"{fits.n_iter.max():8d} {fits.converged.mean():9.4f} {seconds / reference:8.2f}",

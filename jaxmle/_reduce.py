@@ -31,6 +31,7 @@ certifies the estimate exactly as from any other start.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +58,15 @@ _ELEMENTWISE = frozenset((
 # Shape primitives with a rule for compact and mixed values (``_shape_op``).
 _SHAPE_PRIMITIVES = frozenset(("broadcast_in_dim", "squeeze", "reshape", "transpose",
                                "reduce_sum", "convert_element_type"))
+
+
+@functools.cache
+def _primitive_of(function: Callable, arity: int) -> tuple:
+    """``(primitive, name, params)`` that JAX binds for ``function``, a ``lax`` function of
+    one primitive (its parameters differ between JAX versions)."""
+    scalar = jax.ShapeDtypeStruct((), jnp.float32)
+    (eqn,) = jax.make_jaxpr(function)(*[scalar] * arity).eqns
+    return eqn.primitive, eqn.primitive.name, dict(eqn.params)
 
 
 class Unsupported(Exception):
@@ -381,10 +391,11 @@ class _Interpreter:
         formulas (``a log b``, ``a log1p b``); others through their primal code."""
         func = getattr(closed.jaxpr.debug_info, "func_name", "")
         if func in ("xlogy", "xlog1py") and len(args) == 2:
-            prim = lax.log_p if func == "xlogy" else lax.log1p_p
-            logged = self.elementwise(prim, prim.name, {"accuracy": None}, [args[1]],
-                                      [in_avals[1]], in_avals[1])
-            return self.elementwise(lax.mul_p, "mul", {}, [args[0], logged], in_avals, out_aval)
+            log = lax.log if func == "xlogy" else lax.log1p
+            logged = self.elementwise(*_primitive_of(log, 1), [args[1]], [in_avals[1]],
+                                      in_avals[1])
+            return self.elementwise(*_primitive_of(lax.mul, 2), [args[0], logged], in_avals,
+                                    out_aval)
         return self.run(closed.jaxpr, closed.consts, args)[0]
 
     def single(self, prim, name, params, args, in_avals, out_aval):
@@ -423,7 +434,8 @@ class _Interpreter:
             operands.append(self.reshaped("broadcast_in_dim", {"broadcast_dimensions": dims},
                                           arg, moved, full))
         full_aval = _shaped(full, out_aval.dtype)
-        product = self.elementwise(lax.mul_p, "mul", {}, operands, [full_aval] * 2, full_aval)
+        product = self.elementwise(*_primitive_of(lax.mul, 2), operands, [full_aval] * 2,
+                                   full_aval)
         axes = tuple(range(len(out_aval.shape), len(full)))
         return self.reshaped("reduce_sum", {"axes": axes}, product, full, out_aval.shape)
 
