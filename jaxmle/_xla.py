@@ -9,7 +9,7 @@ the default and 4.0 ms with YNNPACK kept for dot products only; a Gamma density 
 10.0 to 5.9 ms, while ``jax.scipy.stats.norm.logpdf`` went from 2.6 to 3.7 ms (measured on
 the project's 2-core CPU; ``benchmarks/RESULTS.md``). jaxmle therefore keeps YNNPACK for
 dot products only, through a per-compilation option that never touches the user's own JAX
-programs. If this XLA does not know the option, compilation proceeds with the defaults.
+programs. If this XLA does not know the options, compilation proceeds with the defaults.
 
 XLA's older CPU code emitters (``xla_cpu_use_fusion_emitters=False``) compile a fit in
 half to two thirds of the time, for a few percent of steady speed. Backend compile of the
