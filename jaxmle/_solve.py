@@ -8,8 +8,9 @@ A single long dataset (per-observation form, at least ``SUBSAMPLE_MIN_OBS`` obse
 is first fitted on every ``stride``-th observation (about ``SUBSAMPLE_OBS`` of them, each
 weighted by ``stride`` so the likelihood keeps its scale against a prior), from the given
 start; the fit on all observations then starts where that one ended, if its estimate
-passes the same certification as a fit's (status CONVERGED; else from the given start). That estimate is about ``sqrt(stride)`` standard errors from the full one,
-where Newton converges quadratically: one Normal fit of 10^7 observations from (0, 1) took
+passes the same certification as a fit's (status CONVERGED; else from the given start).
+That estimate is about ``sqrt(stride)`` standard errors from the full one, where Newton
+converges quadratically: one Normal fit of 10^7 observations from (0, 1) took
 11 full iterations, with the subsample start 2 (0.47 -> 0.16 s on the project's 2-core
 CPU; compiling the second loop adds 0.3-1.2 s to the first call). The stopping rule and the
 certification of the full fit are unchanged; ``n_iter`` counts iterations on all
@@ -21,8 +22,7 @@ The reduced start (``reduced_inputs_one`` and ``reduced_start_one``, used by lar
 batches, see ``_batch``): when the log-density is affine in functions of the data
 (``_reduce``), Newton first runs on the log-likelihood computed from sufficient statistics
 (one pass over the data, then no cost per observation), and the fit on all observations
-starts at that optimum if it passes
-the same certification. Reduced and full log-likelihoods agree up to rounding, so both
+starts at that optimum if it passes the same certification. Reduced and full log-likelihoods agree up to rounding, so both
 reach the same optimum from the same start; the full fit's stopping test and
 certification decide the result as from any start (10,000 x 1,000 Normal from (0, 1):
 8 full iterations -> 0, 0.26 -> 0.13-0.16 s; Gamma from (1, 1): 7.3 -> 0, 0.66 -> 0.25-0.33 s).
@@ -164,10 +164,8 @@ def reduced_start_one(spec: FitSpec, reduction: _reduce.Reduction, z0: jax.Array
     reduced = Likelihood(lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats),
                          log_prior_of(spec.model, spec.space), None, None, None, None)
     newton = dataclasses.replace(spec, solver=Newton(), max_iter=REDUCED_MAX_ITER)
-    problem = _Problem(reduced, objective(reduced), None, blocked)
-    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(newton, problem, loop),
-                              _start_at(newton, problem, z0))
-    return jnp.where(_certified(newton, problem, loop), loop.solver_state.z, z0)
+    return _preliminary_estimate(newton, _Problem(reduced, objective(reduced), None, blocked),
+                                 z0)
 
 
 def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
@@ -200,19 +198,24 @@ def _subsample_start(spec: FitSpec, z0: jax.Array, data, weights, mask) -> jax.A
         spec.model, n_obs_axis=n_sub))
     sub = _problem(sub_spec, jax.tree_util.tree_map(every, data), sub_weights,
                    None if mask is None else mask[::stride], True)
-    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(sub_spec, sub, loop),
-                              _start_at(sub_spec, sub, z0))
-    # Only a certified subsample estimate is a start: not one drifting to a boundary of the
-    # subsample's likelihood (e.g. separation in a logistic regression; status BOUNDARY).
-    return jnp.where(_certified(spec, sub, loop), loop.solver_state.z, z0)
+    return _preliminary_estimate(sub_spec, sub, z0)
 
 
-def _certified(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> jax.Array:
-    """Whether a preliminary fit's estimate passes the fit's own certification."""
+def _solved(spec: FitSpec, problem: _Problem, z0: jax.Array) -> _loop.LoopState:
+    """The loop state where the fit of ``problem`` from ``z0`` stops."""
+    return jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop),
+                              _start_at(spec, problem, z0))
+
+
+def _preliminary_estimate(spec: FitSpec, problem: _Problem, z0: jax.Array) -> jax.Array:
+    """The estimate of a preliminary fit of ``problem`` from ``z0`` when it passes the fit's
+    own certification, else ``z0``: not, e.g., one drifting to a boundary of a subsample's
+    likelihood (separation in a logistic regression; status BOUNDARY)."""
+    loop = _solved(spec, problem, z0)
     derivatives = spec.solver.derivatives(objective(problem.lik), loop.solver_state)
     checked = _information.assess(derivatives, problem.lik, spec.space, loop.solver_state.z,
                                   loop.status, cov_kind="observed", xtol=spec.xtol)
-    return checked.status == int(Status.CONVERGED)
+    return jnp.where(checked.status == int(Status.CONVERGED), loop.solver_state.z, z0)
 
 
 def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
@@ -222,6 +225,4 @@ def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
     n = spec.model.n_obs_axis
     if n is not None and n >= SUBSAMPLE_MIN_OBS:
         z0 = _subsample_start(spec, z0, data, weights, mask)
-    loop = jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop),
-                              _start_at(spec, problem, z0))
-    return _finish(spec, problem, loop)
+    return _finish(spec, problem, _solved(spec, problem, z0))
