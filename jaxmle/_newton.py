@@ -1,7 +1,8 @@
 """Newton's method with the exact Hessian, globalised by Levenberg-Marquardt damping.
 
-Each iteration solves ``(H + lambda D) p = -g`` with ``D`` Moré's scaling (the running
-maximum of ``|diag H|``, so the method is invariant to the units of each parameter). The
+Each iteration solves ``(H + lambda D) p = -g`` with ``D`` Moré's scaling, so the method is
+invariant to the units of each parameter: the running maximum of ``|diag H|``, where an
+accepted step first discounts the old maximum by ``SCALE_MEMORY`` (below). The
 system is solved through the eigendecomposition of the scaled Hessian
 ``C = D^-1/2 H D^-1/2`` (k x k, cheap): when ``H`` is indefinite, the shift is the most
 negative eigenvalue of ``C`` plus ``lambda``, so the step is always a descent direction, no
@@ -22,9 +23,24 @@ line-search loop. Measured against the damping rule alone (iterations; mean over
 datasets of 1,000 observations for the first two): Gamma from (1, 1) 10.19 -> 7.33, Normal
 from (0, 1) 10.99 -> 10.00, NIST Misra1a from start 1 55 -> 57.
 
-Besides the driver's relative-gradient test, the step reports the iterate stationary when
-its Newton decrement ``sqrt(g' H^-1 g)`` is below ``decrement_tol``: a scale-free test that
-badly scaled problems (NIST Misra1a: b2 ~ 5e-4 next to b1 ~ 240) can meet at rounding level.
+Moré keeps the plain running maximum. From a far start the curvature there can exceed the
+curvature near the optimum by many orders of magnitude (Normal data with mean 1e6 and sd
+1e3, from mu = 0, sigma = 1: ``d2/d(log sigma)2`` is 2e15 at the start, 1e3 at the
+optimum); a damped step then barely moves that parameter, and such fits ended at the
+iteration cap. Discounting by 0.8 per accepted step forgets such a start's curvature in
+a few dozen steps. Measured (iterations, from (0, 1) or (1, 1), 100 allowed): Normal
+(1e6, 1e3) and (-3e5, 50) MAX_ITER -> 55-57 and 61-63 (converged); (3e5, 1e5) 45 -> 41;
+(1e4, 1) 11 -> 12; NIST Misra1a 57 -> 61; 2,000-dataset Normal, Gamma and Weibull
+batches and a logistic regression unchanged (10.00, 7.34, 12.00, 5.00 on average).
+
+Besides the driver's relative-gradient test, the step reports the iterate stationary when,
+in every coordinate, its Newton step ``-H^-1 g`` is within ``decrement_tol`` standard
+errors (``sqrt(diag H^-1)``) or below the rounding resolution of the coordinate
+(``4 eps |z_i|``). This scale-free test holds whenever the Newton decrement
+``sqrt(g' H^-1 g)`` is below ``decrement_tol``, which badly scaled problems (NIST Misra1a:
+b2 ~ 5e-4 next to b1 ~ 240) meet at rounding level; the resolution clause serves data far
+from zero (Normal, mean 1e8, sd 1: the nearest float64 to the mean of the data is ~2e-7
+standard errors from it, so the decrement cannot fall below ~1e-7 there).
 
 Near the optimum the predicted decrease falls to the rounding level of the loss; there a
 step is also accepted when the loss does not rise beyond that level and the gradient norm
@@ -47,6 +63,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxmle._eigh import symmetric_eigh
+
+SCALE_MEMORY = 0.8  # the scaling's old maximum is discounted by this per accepted step
 
 
 class NewtonState(NamedTuple):
@@ -79,9 +97,10 @@ class Newton:
 
     Attributes:
         first_damping: lambda after the first rejected pure Newton step.
-        decrement_tol: the fit is stationary when the Newton decrement at an iterate with a
-            positive definite Hessian is below this (in standard-error units), even if the
-            relative-gradient test is out of reach for badly scaled parameters.
+        decrement_tol: the fit is stationary when, at an iterate with a positive definite
+            Hessian, every coordinate of the Newton step is below this many standard errors
+            (or below the coordinate's rounding resolution), even if the relative-gradient
+            test is out of reach for badly scaled parameters.
     """
 
     first_damping: float = 1e-3
@@ -117,10 +136,15 @@ class Newton:
                           jnp.where(pure, 0.0, state.damping))
         scaled_p = -(vectors @ (projected / (eigenvalues + shift)))
         p = scaled_p / root_scale
-        # Newton decrement sqrt(g' H^-1 g): the distance to the optimum in standard-error
-        # units, invariant to the units of every parameter (Boyd & Vandenberghe 2004, 9.5.1).
-        decrement = jnp.sqrt(jnp.sum(projected ** 2 / jnp.where(smallest > 0, eigenvalues, 1.0)))
-        stationary = (smallest > 0) & (decrement <= self.decrement_tol)
+        # The Newton step in standard errors, coordinate by coordinate: invariant to the
+        # units of every parameter, and within the Newton decrement sqrt(g' H^-1 g) (Boyd &
+        # Vandenberghe 2004, 9.5.1) in each. A step below the rounding resolution of z
+        # cannot move the iterate either.
+        positive = jnp.where(smallest > 0, eigenvalues, 1.0)
+        newton_step = -(vectors @ (projected / positive)) / root_scale
+        se = jnp.sqrt((vectors ** 2) @ (1.0 / positive)) / root_scale
+        stationary = (smallest > 0) & jnp.all(
+            jnp.abs(newton_step) <= self.decrement_tol * se + 4 * eps * jnp.abs(state.z))
         direction_ok = jnp.all(jnp.isfinite(p))
         p = jnp.where(direction_ok, p, 0.0)
         length = jnp.linalg.norm(p * root_scale)  # 0 for a non-finite direction
@@ -164,6 +188,7 @@ class Newton:
         new_state = NewtonState(
             z=pick(z_try, state.z), f=pick(f_try, state.f), g=pick(g_try, state.g),
             hessian=pick(h_try, state.hessian), damping=damping, growth=growth,
-            scale=pick(jnp.maximum(state.scale, jnp.abs(jnp.diag(h_try))), state.scale),
+            scale=pick(jnp.maximum(SCALE_MEMORY * state.scale, jnp.abs(jnp.diag(h_try))),
+                       state.scale),
             radius=radius)
         return new_state, stalled | stationary, stationary

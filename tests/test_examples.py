@@ -16,7 +16,7 @@ def test_quickstart_small(capsys):
 def test_mixture_multistart_and_component_comparison(tmp_path, capsys):
     from scipy import stats
 
-    result = load_example("mixture").main(starts=12, out=tmp_path)
+    result = load_example("mixture").main(out=tmp_path)  # the example's 24 starts
     ms, one, x = result["multistart"], result["one"], result["x"]
     assert ms.best.converged and ms.best.loglik == np.max(ms.fits.loglik)
     assert ms.n_optima >= 2  # this dataset has local maxima that some starts reach

@@ -2,6 +2,7 @@
 
 import jax
 import numpy as np
+import pytest
 from jax.scipy import stats
 
 import jaxmle as jm
@@ -32,3 +33,35 @@ def test_gamma_from_a_far_start_wastes_few_evaluations():
     x = np.random.default_rng(5).gamma(2.5, 1 / 1.7, size=(8, 1_000))
     fits = jm.fit_batch(gamma, {"shape": 1.0, "rate": 1.0}, x, constraints=jm.positive)
     assert fits.converged.all() and fits.n_iter.max() <= 8
+
+
+def _normal(p, x):
+    return stats.norm.logpdf(x, p["mu"], p["sigma"])
+
+
+def _fit_normal(x, init):
+    return jm.fit(_normal, init, x, constraints={"sigma": jm.positive})
+
+
+@pytest.mark.parametrize("loc, scale", [(1e6, 1e3), (-3e5, 50.0)])
+def test_curvature_of_a_far_start_is_forgotten(loc, scale):
+    # From (0, 1) the curvature in log sigma is ~1e12-1e15 times its value at the optimum;
+    # with Moré's plain running maximum as the scaling these fits ended at the iteration
+    # cap (100) with sigma 77 and 915 standard errors off. Discounted: 57 and 63 iterations.
+    x = np.random.default_rng(2).normal(loc, scale, size=500)
+    fit = _fit_normal(x, {"mu": 0.0, "sigma": 1.0})
+    assert fit.converged, fit.summary()
+    np.testing.assert_allclose(fit.params["mu"], x.mean(), rtol=1e-12)
+    np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
+
+
+def test_a_step_below_the_rounding_of_the_estimate_is_stationary():
+    # Data at 1e8 with sd 1: float64 spaces mu by 1.5e-8, so the gradient at the best
+    # representable mu stays ~n * 7e-9 and the Newton decrement ~2e-7: no decrement
+    # tolerance below that can pass: this fit ended STALLED after 17 iterations at the
+    # estimate (now CONVERGED after 7).
+    x = np.random.default_rng(3).normal(1e8, 1.0, size=500)
+    fit = _fit_normal(x, {"mu": 1e8, "sigma": 2.0})
+    assert fit.converged, fit.summary()
+    np.testing.assert_allclose(fit.params["mu"], x.mean(), rtol=1e-15)
+    np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
