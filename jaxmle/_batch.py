@@ -110,23 +110,26 @@ def layout(batch: int, chunk_size: int, devices: int) -> Layout:
     return Layout(devices, windows, chunks, chunk, chunk // STRAGGLER_FRACTION)
 
 
-def _chunked(tree, chunks: int):
-    return jax.tree_util.tree_map(lambda x: x.reshape((chunks, -1) + x.shape[1:]), tree)
-
-
 def _unchunked(tree):
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
 def _solve_device(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
-    """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere."""
-    return _unchunked(jax.lax.map(lambda window: _solve_window(spec, lay, *window),
-                                  _chunked((starts, data, weights, mask, valid), lay.windows)))
+    """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere.
+
+    The windows run one after another, each reading its datasets' data, weights and mask
+    from the device's arrays in place: slicing a window out copied it (measured, both
+    programs in one process, alternating calls, steady medians of two runs: 10,000 x 1,000
+    Normal in 5 windows 0.152-0.156 -> 0.130-0.133 s, Gamma 0.249-0.264 -> 0.216-0.237 s,
+    1,000 logistic regressions in 2 windows 0.212-0.276 -> 0.206-0.267 s).
+    """
+    window = lambda index: _solve_window(spec, lay, index, starts, data, weights, mask, valid)
+    return _unchunked(jax.lax.map(window, jnp.arange(lay.windows)))
 
 
 def _reduction(spec, lay: Layout, data):
     """The model's reduced form when the batch has at least ``REDUCE_MIN_ELEMENTS`` data
-    elements (``data``: a window, leading axis on every leaf), else None."""
+    elements (``data``: the device's, leading axis on every leaf), else None."""
     one = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), data)
     per_dataset = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one))
     if lay.padded * per_dataset < REDUCE_MIN_ELEMENTS:
@@ -134,33 +137,48 @@ def _reduction(spec, lay: Layout, data):
     return _solve.reduction_for(spec, one)
 
 
-def _solve_window(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
-    """The datasets of one window: leading axis ``chunks * chunk`` on every argument."""
+def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid) -> Fit:
+    """The datasets of window ``window`` (an index) of the device's arguments (leading axis
+    ``windows * chunks * chunk``); the result has the window's ``chunks * chunk``."""
     step = jax.vmap(functools.partial(_solve.step_one, spec))
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))
     total = lay.chunks * lay.chunk
+    origin = window * total  # the window's first dataset on the device
+    rows = lambda tree, offset, size: jax.tree_util.tree_map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, offset, size), tree)
+    # Starts and flags (a few numbers per dataset) are copied out for the window; the data
+    # are sliced a chunk at a time from the device's arrays, and gathered by lane.
+    starts, valid = rows((starts, valid), origin, total)
+    shared = (data, weights, mask)
+    chunk_of = lambda index: rows(shared, origin + index * lay.chunk, lay.chunk)
+
+    def over_chunks(function, local):
+        """``function(*local chunk, *shared chunk)`` for every chunk, stacked: ``local`` has
+        the window's leading axis."""
+        return _unchunked(jax.lax.map(
+            lambda index: function(*rows(local, index * lay.chunk, lay.chunk), *chunk_of(index)),
+            jnp.arange(lay.chunks)))
 
     # With a reduced form, the statistics are computed chunk by chunk, and the reduced
     # problems' Newton loop (no cost per observation) runs over the whole window at once.
     reduction = _reduction(spec, lay, data)
     if reduction is not None:
         inputs = jax.vmap(functools.partial(_solve.reduced_inputs_one, spec, reduction))
-        z0, stats, blocked = _unchunked(jax.lax.map(
-            lambda slices: inputs(*slices),
-            _chunked((starts, data, weights, mask, valid), lay.chunks)))
+        z0, stats, blocked = over_chunks(
+            lambda starts, valid, *shared: inputs(starts, *shared, valid), (starts, valid))
         starts = jax.vmap(functools.partial(_solve.reduced_start_one, spec, reduction))(
             z0, stats, blocked)
     start = jax.vmap(functools.partial(_solve.start_one, spec,
                                        unconstrained=reduction is not None))
-    loops = _unchunked(jax.lax.map(lambda slices: start(*slices),
-                                   _chunked((starts, data, weights, mask, valid), lay.chunks)))
+    loops = over_chunks(lambda starts, valid, *shared: start(starts, *shared, valid),
+                        (starts, valid))
 
     def load(loops, index):
         """The loop states and data of datasets ``index`` (past the end: finished dummies)."""
-        take = lambda x: jnp.take(x, index, axis=0, mode="clip")
-        lanes = jax.tree_util.tree_map(take, loops)
+        take = lambda x, at: jnp.take(x, at, axis=0, mode="clip")
+        lanes = jax.tree_util.tree_map(lambda x: take(x, index), loops)
         lanes = lanes._replace(status=jnp.where(index < total, lanes.status, int(Status.CONVERGED)))
-        return lanes, jax.tree_util.tree_map(take, (data, weights, mask))
+        return lanes, jax.tree_util.tree_map(lambda x: take(x, origin + index), shared)
 
     def round_(carry):
         # The lanes step together until at most ``quota`` still run (all stop once no fresh
@@ -183,9 +201,7 @@ def _solve_window(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
 
     first = jnp.arange(lay.chunk)
     loops, _, _ = jax.lax.while_loop(more, round_, (loops, first, jnp.asarray(lay.chunk)))
-    fits = jax.lax.map(lambda slices: finish(*slices),
-                       _chunked((loops, data, weights, mask), lay.chunks))
-    return _unchunked(fits)
+    return over_chunks(finish, (loops,))
 
 
 def _solve_batch(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
