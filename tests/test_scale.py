@@ -50,10 +50,16 @@ def test_layout_pads_less_than_one_dataset_per_chunk_and_none_where_it_can():
         lay = _batch.layout(batch, chunk_size, devices)
         assert lay.chunk <= chunk_size and lay.devices <= devices
         assert batch <= lay.padded < batch + lay.devices * lay.windows * lay.chunks
-    # Where chunks of 3/4 to all of chunk_size can cover the batch exactly, nothing is padded.
-    for batch, chunk_size in [(96_000, 128), (128_000, 128), (10_000, 128), (1_000, 256)]:
+    # Where chunks of 3/4 to all of chunk_size can cover the batch exactly, nothing is padded:
+    # in the fewest windows when they split the chunks evenly, else in windows of at least
+    # a quarter of WINDOW_CHUNKS (1,000 chunks of one dataset: 100 windows of 10, not 63
+    # windows of 16 and 8 padded datasets).
+    for batch, chunk_size in [(96_000, 128), (128_000, 128), (10_000, 128), (1_000, 256),
+                              (1_000, 1), (1_000, 4)]:
         lay = _batch.layout(batch, chunk_size, 1)
         assert lay.padded == batch and 0.75 * chunk_size <= lay.chunk <= chunk_size
+        assert _batch.WINDOW_CHUNKS // 4 <= lay.chunks <= _batch.WINDOW_CHUNKS
+    assert _batch.layout(10_000, 128, 1).windows == 5  # the fewest: 5 windows of 16 chunks
 
 
 def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggling):
