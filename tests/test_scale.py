@@ -77,6 +77,24 @@ def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggl
         np.testing.assert_allclose(compacted.params["mu"][b], one.params["mu"], rtol=1e-9)
 
 
+def test_windows_read_their_own_datasets(straggling):
+    # 63 datasets in chunks of 2: two windows of 16 chunks, padded to 64; every window reads
+    # its datasets' data, mask and weights from the whole batch at its own offset (the
+    # data-driven start comes from them too), with stragglers gathered into lanes by
+    # index. One chunk of all 63 must give the same fits (fails with every offset 0).
+    x = straggling[:63]
+    rng = np.random.default_rng(12)
+    mask = np.arange(x.shape[1])[None, :] < rng.integers(20, x.shape[1] + 1, size=(63, 1))
+    weights = rng.integers(1, 4, size=x.shape).astype(float)
+    start = lambda data: {"mu": jnp.median(data), "sigma": 1.0}
+    fit = lambda chunk: jm.fit_batch(NORMAL.log_density, start, x, mask=mask, weights=weights,
+                                     constraints=NORMAL.constraints, chunk_size=chunk)
+    assert _batch.layout(63, 2, 1).windows == 2
+    windowed, whole = fit(2), fit(64)
+    assert windowed.converged.all()
+    _assert_same_fits(windowed, whole)
+
+
 def test_compiler_options_do_not_change_a_fit(straggling, monkeypatch):
     # jaxmle compiles with its own XLA CPU options (_xla: other code emitters, YNNPACK for
     # dot products only); the same batch compiled with XLA's defaults must give the same
