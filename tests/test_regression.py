@@ -1,4 +1,4 @@
-"""Regression models against statsmodels, and a hard nonlinear problem (NIST StRD)."""
+"""Regression models against statsmodels, and hard nonlinear problems (NIST StRD)."""
 
 import jax
 import jax.numpy as jnp
@@ -92,6 +92,28 @@ def test_undamped_newton_fails_from_the_far_start():
         z = z - jnp.linalg.solve(jax.hessian(loss)(z), jax.grad(loss)(z))
     # It collapses towards b = 0 (b1 ~ 1e-307 after 50 steps) instead of the optimum.
     assert not np.all(np.isfinite(z)) or abs(float(z[0]) - MISRA_B[0]) > 1.0
+
+
+# NIST StRD BoxBOD (higher difficulty; two data-free starts); certified values.
+BOXBOD_X = np.array([1.0, 2.0, 3.0, 5.0, 7.0, 10.0])
+BOXBOD_Y = np.array([109.0, 149.0, 149.0, 191.0, 213.0, 224.0])
+BOXBOD_B = np.array([2.1380940889e02, 5.4723748542e-01])
+BOXBOD_RSS = 1.1680088766e03
+
+
+def _boxbod(p, data):
+    x, y = data
+    return stats.norm.logpdf(y, p["b"][0] * (1.0 - jnp.exp(-p["b"][1] * x)), p["sigma"])
+
+
+@pytest.mark.parametrize("start", [[1.0, 1.0], [100.0, 0.75]])
+def test_default_method_solves_nist_boxbod_from_both_starts(start):
+    fit = jm.fit(_boxbod, {"b": np.array(start), "sigma": 1.0}, (BOXBOD_X, BOXBOD_Y),
+                 constraints={"sigma": jm.positive})
+    assert fit.converged, fit.summary()
+    # Certified values carry 11 significant digits (measured: within 2e-12 and 4e-11).
+    np.testing.assert_allclose(fit.params["b"], BOXBOD_B, rtol=1e-9)
+    np.testing.assert_allclose(fit.params["sigma"] ** 2 * 6, BOXBOD_RSS, rtol=1e-9)
 
 
 def test_default_method_solves_nist_misra1a_from_far_start():
