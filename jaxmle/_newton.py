@@ -123,11 +123,14 @@ class Newton:
         smallest, largest = eigenvalues[0], jnp.max(jnp.abs(eigenvalues))
         scaled_g = state.g / root_scale
         projected = vectors.T @ scaled_g
+        # Eigenvalues for the pure Newton step and the standard errors (meaningful where the
+        # Hessian is positive definite; 1 stands in elsewhere).
+        positive = jnp.where(smallest > 0, eigenvalues, 1.0)
         # The pure Newton step, when the Hessian is positive definite and that step stays
         # within the radius where the quadratic model has proved good: quadratic
         # convergence resumes as soon as the iterate is near the optimum, instead of the
         # damping decaying tenfold per step.
-        newton_length = jnp.linalg.norm(projected / jnp.where(smallest > 0, eigenvalues, 1.0))
+        newton_length = jnp.linalg.norm(projected / positive)
         pure = (smallest > 0) & (newton_length <= state.radius)
         # Indefinite: move just past the most negative eigenvalue, then let the damping (the
         # trust region) decide how far to go along the negative-curvature direction.
@@ -140,7 +143,6 @@ class Newton:
         # units of every parameter, and within the Newton decrement sqrt(g' H^-1 g) (Boyd &
         # Vandenberghe 2004, 9.5.1) in each. A step below the rounding resolution of z
         # cannot move the iterate either.
-        positive = jnp.where(smallest > 0, eigenvalues, 1.0)
         newton_step = -(vectors @ (projected / positive)) / root_scale
         se = jnp.sqrt((vectors ** 2) @ (1.0 / positive)) / root_scale
         stationary = (smallest > 0) & jnp.all(

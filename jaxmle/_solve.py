@@ -22,10 +22,11 @@ The reduced start (``reduced_inputs_one`` and ``reduced_start_one``, used by lar
 batches, see ``_batch``): when the log-density is affine in functions of the data
 (``_reduce``), Newton first runs on the log-likelihood computed from sufficient statistics
 (one pass over the data, then no cost per observation), and the fit on all observations
-starts at that optimum if it passes the same certification. Reduced and full log-likelihoods agree up to rounding, so both
-reach the same optimum from the same start; the full fit's stopping test and
-certification decide the result as from any start (10,000 x 1,000 Normal from (0, 1):
-8 full iterations -> 0, 0.26 -> 0.13-0.16 s; Gamma from (1, 1): 7.3 -> 0, 0.66 -> 0.25-0.33 s).
+starts at that optimum if it passes the same certification. Reduced and full
+log-likelihoods agree up to rounding, so both reach the same optimum from the same start;
+the full fit's stopping test and certification decide the result as from any start
+(10,000 x 1,000 Normal from (0, 1): 8 full iterations -> 0, 0.26 -> 0.13-0.16 s; Gamma
+from (1, 1): 7.3 -> 0, 0.66 -> 0.25-0.33 s).
 """
 
 from __future__ import annotations
