@@ -29,7 +29,7 @@ from jaxmle._solve import FitSpec, fit_one
 from jaxmle.models import ReadyModel
 
 METHODS = ("newton", "bfgs", "lbfgs")
-DEFAULT_MAX_ITER = {"newton": 100, "bfgs": 500, "lbfgs": 500}
+DEFAULT_MAX_ITER = {"newton": 1000, "bfgs": 500, "lbfgs": 500}
 DEFAULT_MAX_ITER_OPTAX = 10_000
 DEFAULT_GTOL = {"float64": 1e-10, "float32": 1e-5}
 DEFAULT_XTOL = 1e-4
@@ -156,7 +156,8 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         cov: ``"observed"`` (inverse observed information), ``"opg"`` or ``"robust"``.
         weights: optional per-observation weights ``(n,)`` >= 0 (frequency convention:
             ``n_obs`` is their sum); needs the per-observation form.
-        max_iter: iteration cap (default 100 Newton, 500 BFGS/L-BFGS, 10,000 optax).
+        max_iter: iteration cap (default 1,000 Newton, 500 BFGS/L-BFGS, 10,000 optax); a
+            fit whose loss stops falling ends earlier (``Status.STALLED``, see ``_loop``).
         gtol: stopping tolerance on the relative gradient (default 1e-10 in float64,
             1e-5 in float32); see ``jaxmle._loop``.
         precision: ``"float64"`` (default) or ``"float32"`` for throughput. The global

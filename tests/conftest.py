@@ -64,6 +64,7 @@ def load_example(name: str, folder: str = "examples"):
     try:
         spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up while it executes
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(EXAMPLES))

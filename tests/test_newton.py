@@ -1,6 +1,7 @@
 """Newton's globalisation: rejected steps are at least halved, good models are trusted."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.scipy import stats
@@ -68,3 +69,23 @@ def test_a_step_below_the_rounding_of_the_estimate_is_stationary():
     # mu is the float64 nearest the mean, up to an ulp (1.5e-16 relative at 1e8).
     np.testing.assert_allclose(fit.params["mu"], x.mean(), rtol=1e-15)
     np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
+
+
+def test_a_start_at_a_saddle_point_leaves_it_along_negative_curvature():
+    # loglik = -(a^2 - b^2 + b^4): (0, 0) has a zero gradient and curvature -2 in b; the
+    # maxima are at b = +-1/sqrt(2). Stopping on the gradient there ended SINGULAR_HESSIAN.
+    fit = jm.fit(lambda p, _: -(p[0] ** 2 - p[1] ** 2 + p[1] ** 4), np.zeros(2), np.zeros(1))
+    assert fit.converged, fit.summary()
+    np.testing.assert_allclose(np.abs(fit.params), [0.0, 1 / np.sqrt(2)], atol=1e-10)
+
+
+def test_a_fit_that_gains_nothing_stops_after_the_patience_window():
+    # The log-likelihood is finite only at the start: every trial step is rejected, the
+    # loss never falls, and the fit ends STALLED after PATIENCE idle iterations instead
+    # of running to the iteration cap.
+    from jaxmle._loop import PATIENCE
+    wall = lambda p, x: jnp.where(p == 1.0, -jnp.sum((x - p) ** 2), jnp.nan)
+    fit = jm.fit(wall, 1.0, np.array([3.0, 4.0]), max_iter=10 * PATIENCE)
+    assert fit.status == jm.Status.STALLED and 0 < fit.n_iter <= PATIENCE
+    assert float(fit.params) == 1.0
+

@@ -1,0 +1,49 @@
+"""Hard nonlinear problems from public collections: the default Newton reaches the known
+minimum, judged as ``benchmarks/hard_problems.py`` judges every solver, from starts where
+the previous Newton failed (that script runs the whole collections beside the peers)."""
+
+import numpy as np
+import pytest
+
+import jaxmle as jm
+from conftest import load_example
+
+HARD = load_example("hard_problems", "benchmarks")
+
+
+def _case(name, start):
+    (case,) = [c for c in HARD.cases(names={name}) if c.start == start]
+    return case
+
+
+# (problem, start, variant), each failed by the previous Newton (MAX_ITER at its cap of
+# 100; Lanczos1 with sigma free also left sigma 2,000x too large there) and solved by a
+# peer from the same start; each needs more than 100 iterations.
+CASES = [
+    ("Lanczos1", "start 1", "gauss"),  # RSS 1.4e-25: sigma falls from 0.1 to 8e-14
+    ("Lanczos3", "start 2", "gauss"),  # sum of three exponentials
+    ("MGH10", "start 2", "gauss"),     # Meyer's exp(b2 / (x + b3))
+    ("Bennett5", "start 1", "gauss"),
+    ("Nelson", "start 1", "gauss"),
+    ("Penalty II", "1x", "gauss"),
+    ("Osborne 1", "10x", "gauss"),
+    ("Rosenbrock", "100x", "ls"),
+]
+
+
+@pytest.mark.parametrize("name, start, variant", CASES)
+def test_hard_starts_reach_the_known_minimum(name, start, variant):
+    case = _case(name, start)
+    outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
+    assert outcome.label == "CONVERGED", outcome
+    assert HARD.solved(case, outcome, case.f_min), outcome
+    assert outcome.iterations > 100  # the default budget goes by progress
+
+
+def test_a_local_optimum_is_not_reported_as_the_certified_one():
+    # The judge itself: the two-exponential point where Lanczos3's fits used to end
+    # (SINGULAR_HESSIAN, RSS 4.3e-6 against 1.6e-8) is not solved.
+    case = _case("Lanczos3", "start 1")
+    merged = np.array([-0.2227, 1.8734, 2.0683, 4.6402, 0.6672, 1.8734])
+    assert not HARD.solved(case, HARD.Outcome(merged, None, True, "", 0, 0, 0.0), case.f_min)
+    assert HARD.solved(case, HARD.Outcome(case.x_min, None, True, "", 0, 0, 0.0), case.f_min)
