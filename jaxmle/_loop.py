@@ -19,12 +19,12 @@ log-likelihood (Newton, BFGS, L-BFGS) and the per-observation mean (optax method
 the solver reports the iterate stationary. The estimate is then certified with the exact
 Hessian (see ``_information``).
 
-Budget by progress: a fit whose loss has not fallen beyond its rounding level
-(``64 eps (1 + |f|)``), nor its iterate moved by more than ``sqrt(eps)`` relative, for
-``PATIENCE`` iterations stops STALLED, or CONVERGED when its
-solver reports the iterate ``settled`` (as near its optimum as rounding allows); otherwise
-it runs to ``max_iter``. A state may also report ``saddle`` (a start with clearly negative
-curvature): the gradient test does not stop there.
+Budget by progress (Newton; a solver opts in with ``patient = True``): a fit whose loss
+has not fallen beyond its rounding level (``64 eps (1 + |f|)``), nor its iterate moved by
+more than ``sqrt(eps)`` relative, for ``PATIENCE`` iterations stops STALLED, or CONVERGED
+when its solver reports the iterate ``settled`` (as near its optimum as rounding allows);
+otherwise it runs to ``max_iter``. A state may also report ``saddle`` (a start with
+clearly negative curvature): the gradient test does not stop there.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import jax.numpy as jnp
 from jaxmle._status import RUNNING, Status
 
 
-# A fit whose loss has not fallen beyond its rounding level for this many iterations has
-# stalled, whatever its iteration cap.
+# A fit (of a ``patient`` solver) whose loss has not fallen beyond its rounding level for
+# this many iterations has stalled, whatever its iteration cap.
 PATIENCE = 50
 
 
@@ -104,10 +104,12 @@ def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -
     idle = jnp.where(gained, 0, loop.idle + 1)
     converged = stationary | ((relative_gradient(new.z, new.f, new.g) <= gtol) & ~_saddle(new))
     # Out of patience at a point the solver reports settled (as near its optimum as the
-    # rounding of the loss lets it get): converged.
-    converged = converged | ((idle >= PATIENCE) & jnp.asarray(getattr(new, "settled", False)))
+    # rounding of the loss lets it get): converged. Solvers opt in (``patient``): a
+    # gradient method's loss can creep below rounding for long stretches and still arrive.
+    out_of_patience = (idle >= PATIENCE) & getattr(solver, "patient", False)
+    converged = converged | (out_of_patience & jnp.asarray(getattr(new, "settled", False)))
     status = jnp.select(
-        [~running, nonfinite, converged, stop | (idle >= PATIENCE), n_iter >= max_iter],
+        [~running, nonfinite, converged, stop | out_of_patience, n_iter >= max_iter],
         [loop.status, int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED),
          int(Status.MAX_ITER)],
         RUNNING)

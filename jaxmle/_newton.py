@@ -31,7 +31,12 @@ least squares and Gaussian likelihoods with sigma free; RESULTS.md has the table
   the new Newton step is not much shorter than the last, convergence is only linear along
   that direction (a scale parameter in log coordinates far below its optimum moves 0.5 per
   Newton step); the multiple then doubles each iteration, accepted on sufficient decrease
-  (Armijo), and falls back to 1 on the first failure.
+  (Armijo), and falls back to 1 on the first failure, after which ``COOLDOWN`` iterations
+  pass before the next try (in a curved valley, NIST Bennett5, every other iteration was
+  a failed extrapolation). Never where the loss is below 1: a log-likelihood near its
+  supremum 0 (separation in a logistic regression) has its optimum at infinity, and
+  extrapolating there only runs past the point where the information still tells the
+  boundary direction (BOUNDARY became SINGULAR_HESSIAN).
 * Acceptance: ``rho >= 1e-4``; near the optimum, where the predicted decrease falls to the
   rounding level of the loss, a step that does not raise the loss beyond that level and
   lowers the gradient norm.
@@ -120,6 +125,7 @@ class Newton:
     decrement_tol: float = 1e-9
     settled_tol: float = 1e-2
     name = "newton"
+    patient = True  # the driver's budget by progress applies (``_loop.PATIENCE``)
 
     @staticmethod
     def _scale(h, old):
@@ -179,6 +185,7 @@ class Newton:
         last_length = jnp.linalg.norm(last_scaled)
         cosine = -(projected / positive) @ last_scaled / jnp.maximum(newton_length * last_length, tiny)
         chain = (definite & (state.multiplier >= 1) & (state.cooldown <= 0) & (cosine >= 0.9)
+                 & (jnp.abs(state.f) >= 1.0)
                  & (newton_length * state.multiplier >= 0.5 * last_length))
         multiplier = jnp.where(chain, jnp.minimum(2.0 * state.multiplier, MAX_MULTIPLIER), 1.0)
         # The trust-region step: the shift mu >= max(0, -smallest) with ||p(mu)|| = radius,

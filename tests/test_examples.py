@@ -18,8 +18,14 @@ def test_mixture_multistart_and_component_comparison(tmp_path, capsys):
 
     result = load_example("mixture").main(out=tmp_path)  # the example's 24 starts
     ms, one, x = result["multistart"], result["one"], result["x"]
-    assert ms.best.converged and ms.best.loglik == np.max(ms.fits.loglik)
-    assert ms.n_optima >= 2  # this dataset has local maxima that some starts reach
+    converged = np.asarray(ms.fits.converged)
+    assert ms.best.converged
+    assert ms.best.loglik == np.max(np.where(converged, ms.fits.loglik, -np.inf))
+    # Single starts end in different places: the best optimum, and the manifold where the
+    # two components merge into one (SINGULAR_HESSIAN), or a component collapsing onto one
+    # point (log-likelihood unbounded; never CONVERGED).
+    assert len(np.unique(np.round(np.asarray(ms.fits.loglik), 1))) >= 2
+    assert not converged.all()
     # One component: the Normal closed form; the LR statistic from the two log-likelihoods.
     np.testing.assert_allclose(one.loglik, stats.norm.logpdf(x, x.mean(), x.std()).sum(),
                                rtol=1e-12)
