@@ -48,6 +48,7 @@ import pathlib
 import platform
 import statistics
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable
@@ -391,13 +392,14 @@ def report(records, solvers, variants) -> str:
             versions += f", {name} {__import__(name).__version__}"
         except ImportError:
             pass
-    lines = ["## Hard problems: `python benchmarks/hard_problems.py --write-results`", "",
-             f"{platform.machine()}, {os.cpu_count()} cores, {versions}; float64. Definitions in "
-             "the script's docstring: *solved* is the known minimum reached; *missed* counts "
+    intro = (f"{platform.machine()}, {os.cpu_count()} cores, {versions}; float64. Definitions "
+             "in the script's docstring: *solved* is the known minimum reached; *missed* counts "
              "starts another solver solves and this one does not; *false conv* a reported "
              "success that is not solved where another solver reaches a lower RSS, or at a "
              "point that is not a local minimum. Iterations and evaluations are medians over "
-             "solved starts; time is the sum of compiled calls.", table(records, solvers, variants)]
+             "solved starts; time is the sum of compiled calls.")
+    lines = ["## Hard problems: `python benchmarks/hard_problems.py --write-results`", "",
+             textwrap.fill(intro, 92), table(records, solvers, variants)]
     if "newton" in solvers:
         lines += ["", "Starts jaxmle's Newton does not solve (and who does):", "", "```",
                   failures(records, "newton"), "```"]
