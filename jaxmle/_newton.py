@@ -101,13 +101,15 @@ def _shift_for_length(eigenvalues, projected, shift, target, iterations: int = 4
     """A shift ``s >= shift`` whose step ``|| sum_i projected_i / (e_i + s) v_i ||`` is about
     ``target`` (from above), by Newton's method on ``1 / ||p(s)|| - 1 / target``, which
     increases ``s`` monotonically from a step longer than ``target`` (Moré & Sorensen 1983)."""
-    for _ in range(iterations):
+    def newton_update(_, shift):
         denominator = eigenvalues + shift
         length = jnp.sqrt(jnp.sum((projected / denominator) ** 2))
         slope = jnp.sum(projected ** 2 / denominator ** 3) / length ** 3
         update = (1.0 / target - 1.0 / length) / slope
-        shift = shift + jnp.where(jnp.isfinite(update) & (update > 0), update, 0.0)
-    return shift
+        return shift + jnp.where(jnp.isfinite(update) & (update > 0), update, 0.0)
+
+    # One loop body, compiled once (unrolled, the iterations lengthened compilation).
+    return jax.lax.fori_loop(0, iterations, newton_update, jnp.asarray(shift, eigenvalues.dtype))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -44,11 +44,12 @@ def _fit_normal(x, init):
     return jm.fit(_normal, init, x, constraints={"sigma": jm.positive})
 
 
-@pytest.mark.parametrize("loc, scale", [(1e6, 1e3), (-3e5, 50.0)])
+@pytest.mark.parametrize("loc, scale", [(1e6, 1e3), (-3e5, 50.0), (1e8, 1.0)])
 def test_curvature_of_a_far_start_is_forgotten(loc, scale):
-    # From (0, 1) the curvature in log sigma is ~1e12-1e15 times its value at the optimum;
+    # From (0, 1) the curvature in log sigma is ~1e12-1e16 times its value at the optimum;
     # with Moré's plain running maximum as the scaling these fits ended at the iteration
-    # cap (100) with sigma 77 and 915 standard errors off. Discounted: 57 and 63 iterations.
+    # cap (100) with sigma 77 and 915 standard errors off; the mean of 1e8 did with the
+    # LM-damped Newton that followed. Trust region: 29, 28 and 43 iterations.
     x = np.random.default_rng(2).normal(loc, scale, size=500)
     fit = _fit_normal(x, {"mu": 0.0, "sigma": 1.0})
     assert fit.converged, fit.summary()
@@ -89,3 +90,13 @@ def test_a_fit_that_gains_nothing_stops_after_the_patience_window():
     assert fit.status == jm.Status.STALLED and 0 < fit.n_iter <= PATIENCE
     assert float(fit.params) == 1.0
 
+
+
+def test_a_tiny_sigma_far_below_the_start_is_reached():
+    # sd 1e-10 from sigma = 1: log sigma must fall by 23 (the LM-damped Newton ended at its
+    # cap of 100 iterations; now 61).
+    x = np.random.default_rng(2).normal(0.0, 1e-10, size=500)
+    fit = _fit_normal(x, {"mu": 1.0, "sigma": 1.0})
+    assert fit.converged, fit.summary()
+    np.testing.assert_allclose(fit.params["mu"], x.mean(), rtol=1e-9, atol=1e-22)
+    np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
