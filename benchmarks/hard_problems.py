@@ -29,12 +29,17 @@ Columns, per solver and variant:
   solved and another solver from the same start reaches a lower RSS (by ``1e-8``
   relative), or at a point whose Hessian is not positive semidefinite.
 * ``missed``: starts some other solver solves and this one does not.
-* ``median it`` / ``evals``: iterations and derivative evaluations (Hessians for Newton and
-  trust-exact, Jacobians for least squares, gradients for quasi-Newton), medians over the
-  starts the solver solves; ``time``: total seconds of the compiled calls.
+* ``median it`` / ``evals``: iterations and derivative evaluations, medians over the
+  starts the solver solves: Hessian passes for jaxmle Newton (iterations + 1) and
+  trust-exact, Jacobians for scipy LM, steps + 1 for optimistix, iterations + 1 for
+  jaxmle's BFGS / L-BFGS (their line-search evaluations are not counted);
+  ``time``: total seconds of the compiled calls (a second call of each fit).
 
 Run:  python benchmarks/hard_problems.py [--solvers newton,lm,...] [--only mgh|nist]
-      [--problems NAME,...] [--json out.json] [--write-results]
+      [--problems NAME,...] [--json out.json] [--cached out.json --rerun newton]
+      [--write-results]
+(peers: pip install -e ".[peers]"). A full run takes about 20 minutes on the project's
+2-core CPU, mostly compiling one fit per problem, variant and solver.
 """
 
 from __future__ import annotations
