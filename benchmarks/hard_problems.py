@@ -20,8 +20,9 @@ JAX gradients and Hessians (of ``RSS / 2``, or of the negative log-likelihood in
 Columns, per solver and variant:
 
 * ``solved``: the known minimum reached: ``RSS <= f_min (1 + 1e-8) + 1e-16`` (the absolute
-  term serves minima of 0 and NIST Lanczos1, whose RSS of 1e-25 is rounding), every parameter within ``1e-6`` of the known minimiser where it is unique
-  (relative; absolute for a zero), and (``gauss``) ``sigma`` so near its maximum given
+  term serves minima of 0 and NIST Lanczos1, whose RSS of 1e-25 is rounding), every
+  parameter within ``1e-6`` of the known minimiser where it is unique (relative; absolute
+  for a zero), and (``gauss``) ``sigma`` so near its maximum given
   ``x``, ``sqrt(RSS / m)``, that the log-likelihood lost is within ``1e-8`` of it (Lanczos1's
   RSS of 1e-25 is rounded at ~1e-3, and so is that maximum).
   ``f_min`` is the collection's value, or a lower RSS found by any solver in the run.
@@ -104,7 +105,8 @@ def cases(only: str | None = None, names: set[str] | None = None) -> list[Case]:
             for i, start in enumerate(p.starts, 1):
                 found.append(Case("nist", p.name, f"start {i}", residuals, start,
                                   len(p.response), p.certified_rss, p.certified))
-    return [c for c in found if names is None or c.name in names or c.name.split(" ", 1)[-1] in names]
+    return [c for c in found
+            if names is None or c.name in names or c.name.split(" ", 1)[-1] in names]
 
 
 @dataclasses.dataclass
@@ -256,7 +258,8 @@ def solved(case: Case, outcome: Outcome, f_best: float) -> bool:
     if not rss <= f_min * (1 + F_RTOL) + F_ATOL:
         return False
     if case.x_min is not None and not np.all(
-            np.abs(outcome.x - case.x_min) <= X_RTOL * np.where(case.x_min != 0, np.abs(case.x_min), 1.0)):
+            np.abs(outcome.x - case.x_min)
+            <= X_RTOL * np.where(case.x_min != 0, np.abs(case.x_min), 1.0)):
         return False
     if outcome.sigma is not None:
         # sigma off its maximum given x costs m (log(s / s_hat) + s_hat^2 / (2 s^2) - 1/2)
@@ -288,7 +291,8 @@ def evaluate(selected: list[Case], solvers: list[str], variants: list[str], cach
     records = []
     for case in selected:
         # sigma free has a maximum only where the minimum RSS is positive (so m > n)
-        for variant in [v for v in variants if v == "ls" or (case.f_min > 0 and case.m > len(case.x0))]:
+        bounded = case.f_min > 0 and case.m > len(case.x0)
+        for variant in [v for v in variants if v == "ls" or bounded]:
             outcomes = {}
             for solver in solvers:
                 old = known.get((case.collection, case.name, case.start, variant, solver))
@@ -300,8 +304,8 @@ def evaluate(selected: list[Case], solvers: list[str], variants: list[str], cach
                 try:
                     outcomes[solver] = run(case, variant, solver)
                 except Exception as error:  # a peer's crash is its result, not the run's end
-                    outcomes[solver] = Outcome(case.x0, None, False, f"crash {type(error).__name__}",
-                                               0, 0, 0.0)
+                    outcomes[solver] = Outcome(case.x0, None, False,
+                                               f"crash {type(error).__name__}", 0, 0, 0.0)
             rss = {s: _rss(case, o.x) for s, o in outcomes.items()}
             f_best = min([r for r in rss.values() if math.isfinite(r)], default=math.inf)
             if f_best < case.f_min * (1 - 1e-6) - F_ATOL:
@@ -341,7 +345,8 @@ def table(records, solvers, variants) -> str:
             any_solved = sum(1 for key in starts if solved_by[key])
             lines += [f"\n{collection} / {variant}: {len(starts)} starts, {any_solved} solved "
                       "by at least one solver\n",
-                      "| solver | solved | missed | false conv | median it | median evals | time (s) |",
+                      "| solver | solved | missed | false conv | median it | median evals "
+                      "| time (s) |",
                       "|---|---|---|---|---|---|---|"]
             for solver in solvers:
                 mine = [r for r in rows if r["solver"] == solver]

@@ -24,9 +24,9 @@ least squares and Gaussian likelihoods with sigma free; RESULTS.md has the table
   when the ratio ``rho`` of actual to predicted decrease exceeds 0.75, kept above 0.25;
   after a rejection or a poorer step, the step times the minimiser of the quadratic
   through the loss, its slope along the step and the trial loss (Dennis & Schnabel 1983,
-  6.4.2), within [0.1, 0.5]. Measuring in the new scaling keeps the radius meaningful when curvatures
-  change by orders of magnitude between iterations. The first radius admits the pure
-  Newton step.
+  6.4.2), within [0.1, 0.5]. Measuring in the new scaling keeps the radius meaningful
+  when curvatures change by orders of magnitude between iterations. The first radius
+  admits the pure Newton step.
 * Extrapolation: when consecutive steps are multiples of Newton's, point the same way and
   the new Newton step is not much shorter than the last, convergence is only linear along
   that direction (a scale parameter in log coordinates far below its optimum moves 0.5 per
@@ -77,9 +77,9 @@ from jaxmle._eigh import symmetric_eigh
 
 
 MEMORY_CAP = 1e4     # the scaling remembers at most this multiple of the current |diag H|
-SECULAR_ITERATIONS = 12
+SECULAR_ITERATIONS = 12  # Newton steps on the secular equation per trust-region step
 SADDLE_TOL = 1e-8    # an eigenvalue below -SADDLE_TOL * max |eigenvalue|: clearly negative
-MAX_MULTIPLIER = 2.0 ** 20
+MAX_MULTIPLIER = 2.0 ** 20  # the largest multiple of the Newton step extrapolated to
 COOLDOWN = 10.0      # iterations without extrapolation after one failed
 
 
@@ -185,7 +185,7 @@ class Newton:
         # log coordinates, far from its optimum), so the multiple doubles.
         last_scaled = vectors.T @ (state.last * d)
         last_length = jnp.linalg.norm(last_scaled)
-        cosine = -(projected / positive) @ last_scaled / jnp.maximum(newton_length * last_length, tiny)
+        cosine = (newton_coef @ last_scaled) / jnp.maximum(newton_length * last_length, tiny)
         chain = (definite & (state.multiplier >= 1) & (state.cooldown <= 0) & (cosine >= 0.9)
                  & (jnp.abs(state.f) >= 1.0)
                  & (newton_length * state.multiplier >= 0.5 * last_length))
@@ -212,7 +212,8 @@ class Newton:
             jnp.abs(newton_step) <= self.decrement_tol * se + 4 * eps * jnp.abs(state.z))
         direction_ok = jnp.all(jnp.isfinite(p))
         p = jnp.where(direction_ok, p, 0.0)
-        length = jnp.where(direction_ok, jnp.linalg.norm(jnp.where(direction_ok, coef, 0.0)), radius)
+        length = jnp.where(direction_ok, jnp.linalg.norm(jnp.where(direction_ok, coef, 0.0)),
+                           radius)
 
         z_try = state.z + p
         f_try, g_try, h_try = objective.value_grad_hessian(z_try)
@@ -226,7 +227,8 @@ class Newton:
                           & (jnp.linalg.norm(g_try) < jnp.linalg.norm(state.g)))
         # An extrapolated step beyond twice Newton's is beyond the quadratic model: it is
         # accepted on sufficient decrease against the slope (Armijo).
-        armijo = actual >= -1e-4 * (state.g @ p)
+        slope = state.g @ p
+        armijo = actual >= -1e-4 * slope
         accept = direction_ok & trial_finite & (
             jnp.where(chain, armijo, rho >= 1e-4) | at_noise_floor)
         rho_c = jnp.where(at_noise_floor | (chain & accept), 1.0,
@@ -234,7 +236,6 @@ class Newton:
         # A poor step: the radius shrinks to the minimiser of the quadratic through f, its
         # slope along the step and f at the trial (Dennis & Schnabel 1983, 6.4.2), within
         # [0.1, 0.5] of the step; a non-finite trial to a tenth.
-        slope = state.g @ p
         curvature = f_try - state.f - slope
         fraction = jnp.where(trial_finite & (curvature > 0),
                              -slope / (2 * jnp.where(curvature > 0, curvature, 1.0)), 0.1)
@@ -247,7 +248,8 @@ class Newton:
         moved = jnp.linalg.norm(new_d * p)
         new_radius = jnp.where(
             accept,
-            jnp.where(rho_c > 0.75, 2.0 * moved, jnp.where(rho_c >= 0.25, moved, fraction * moved)),
+            jnp.where(rho_c > 0.75, 2.0 * moved,
+                      jnp.where(rho_c >= 0.25, moved, fraction * moved)),
             fraction * length)
         stalled = ~accept & (length <= 4 * eps * jnp.linalg.norm(state.z * d) + tiny)
         # No step can reduce the loss beyond its rounding any more (module notes).
