@@ -168,18 +168,27 @@ def run_jaxmle(case: Case, variant: str, method: str, repeat: bool = True) -> Ou
 
 
 # ----- scipy ----------------------------------------------------------------------------
+def _scipy_timed(call):
+    """``(result, seconds)`` of a compiled scipy call with its warnings silenced, or
+    ``(None, error)`` when it raises (a far start can make MINPACK's or trust-exact's
+    linear algebra fail)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        try:
+            return _timed(call)
+        except (ValueError, np.linalg.LinAlgError) as error:
+            return None, error
+
+
 def run_lm(case: Case, variant: str) -> Outcome:
     from scipy.optimize import least_squares
     fun = jax.jit(case.residuals)
     jac = jax.jit(jax.jacfwd(case.residuals))
     call = lambda: least_squares(lambda x: np.asarray(fun(x)), case.x0,
                                  jac=lambda x: np.asarray(jac(x)), method="lm")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            result, seconds = _timed(call)
-        except (ValueError, np.linalg.LinAlgError) as error:
-            return Outcome(case.x0, None, False, f"error: {error}"[:40], 0, 0, 0.0)
+    result, seconds = _scipy_timed(call)
+    if result is None:
+        return Outcome(case.x0, None, False, f"error: {seconds}"[:40], 0, 0, 0.0)
     return _least_squares_outcome(case, variant, result.x, result.status > 0,
                                   f"status {result.status}", result.nfev,
                                   result.njev or 0, seconds)
@@ -205,12 +214,9 @@ def run_trust_exact(case: Case, variant: str) -> Outcome:
         case.x0, math.log(max(math.sqrt(_rss(case, case.x0) / case.m), 1e-300)))
     call = lambda: minimize(lambda v: float(value(v)), v0, method="trust-exact",
                             jac=lambda v: np.asarray(grad(v)), hess=lambda v: np.asarray(hess(v)))
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        try:
-            result, seconds = _timed(call)
-        except (ValueError, np.linalg.LinAlgError) as error:
-            return Outcome(case.x0, None, False, f"error: {error}"[:40], 0, 0, 0.0)
+    result, seconds = _scipy_timed(call)
+    if result is None:
+        return Outcome(case.x0, None, False, f"error: {seconds}"[:40], 0, 0, 0.0)
     x = result.x if variant == "ls" else result.x[:-1]
     sigma = None if variant == "ls" else float(np.exp(result.x[-1]))
     return Outcome(np.asarray(x), sigma, bool(result.success), f"status {result.status}",

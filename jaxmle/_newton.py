@@ -74,6 +74,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmle._eigh import symmetric_eigh
+from jaxmle._information import correlation_eigh
 
 
 MEMORY_CAP = 1e4     # the scaling remembers at most this multiple of the current |diag H|
@@ -147,16 +148,14 @@ class Newton:
         f, g, h = objective.value_grad_hessian(z)
         zero = jnp.zeros((), z.dtype)
         radius = zero + jnp.inf  # the first step decides it (see step)
-        return NewtonState(z, f, g, h, radius, self._scale(h, jnp.abs(jnp.diag(h))),
-                           jnp.zeros_like(z), zero, zero, self._saddle(h), jnp.zeros((), bool))
+        return NewtonState(z, f, g, h, radius, jnp.abs(jnp.diag(h)), jnp.zeros_like(z), zero,
+                           zero, self._saddle(h), jnp.zeros((), bool))
 
     @staticmethod
     def _saddle(h):
         """True when ``h`` (``(k, k)``) has an eigenvalue below ``-SADDLE_TOL`` times its
         largest in absolute value, in its correlation form."""
-        d = jnp.sqrt(jnp.abs(jnp.diag(h)))
-        d = jnp.where(d > 0, d, 1.0)
-        eigenvalues = symmetric_eigh(h / jnp.outer(d, d))[0]
+        eigenvalues = correlation_eigh(h).eigenvalues
         return eigenvalues[0] < -SADDLE_TOL * jnp.max(jnp.abs(eigenvalues))
 
     def derivatives(self, objective, state: NewtonState):
@@ -195,7 +194,6 @@ class Newton:
         floor = jnp.where(definite, 0.0, -smallest + 16 * eps * largest + tiny)
         lower = jnp.maximum(floor, jnp.linalg.norm(projected) / radius - eigenvalues[-1])
         shift = _shift_for_length(eigenvalues, projected, lower, radius, SECULAR_ITERATIONS)
-        shift = jnp.where(pure, 0.0, shift)
         coef = -projected / (eigenvalues + shift)
         coef = jnp.where(chain, multiplier * newton_coef, jnp.where(pure, newton_coef, coef))
         # Hard case: the gradient has (almost) no component along the most negative
@@ -212,8 +210,7 @@ class Newton:
             jnp.abs(newton_step) <= self.decrement_tol * se + 4 * eps * jnp.abs(state.z))
         direction_ok = jnp.all(jnp.isfinite(p))
         p = jnp.where(direction_ok, p, 0.0)
-        length = jnp.where(direction_ok, jnp.linalg.norm(jnp.where(direction_ok, coef, 0.0)),
-                           radius)
+        length = jnp.where(direction_ok, jnp.linalg.norm(coef), radius)
 
         z_try = state.z + p
         f_try, g_try, h_try = objective.value_grad_hessian(z_try)

@@ -80,17 +80,13 @@ def test_a_start_at_a_saddle_point_leaves_it_along_negative_curvature():
     np.testing.assert_allclose(np.abs(fit.params), [0.0, 1 / np.sqrt(2)], atol=1e-10)
 
 
-def test_a_fit_that_gains_nothing_stops_after_the_patience_window():
-    # The log-likelihood is finite only at the start: every trial step is rejected, the
-    # loss never falls, and the fit ends STALLED after PATIENCE idle iterations instead
-    # of running to the iteration cap.
-    from jaxmle._loop import PATIENCE
+def test_a_fit_whose_every_trial_fails_stalls_long_before_the_cap():
+    # The log-likelihood is finite only at the start: every trial step is rejected and the
+    # radius shrinks until a step is below the rounding of z (17 iterations here).
     wall = lambda p, x: jnp.where(p == 1.0, -jnp.sum((x - p) ** 2), jnp.nan)
-    fit = jm.fit(wall, 1.0, np.array([3.0, 4.0]), max_iter=10 * PATIENCE)
-    assert fit.status == jm.Status.STALLED and 0 < fit.n_iter <= PATIENCE
+    fit = jm.fit(wall, 1.0, np.array([3.0, 4.0]))
+    assert fit.status == jm.Status.STALLED and 0 < fit.n_iter <= 30
     assert float(fit.params) == 1.0
-
-
 
 def test_a_tiny_sigma_far_below_the_start_is_reached():
     # sd 1e-10 from sigma = 1: log sigma must fall by 23 (the LM-damped Newton ended at its
