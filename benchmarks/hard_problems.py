@@ -49,9 +49,7 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import pathlib
-import platform
 import statistics
 import sys
 import textwrap
@@ -70,6 +68,8 @@ import jaxmle as jm  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+import _report  # noqa: E402
 
 SOLVERS = ("newton", "bfgs", "lbfgs", "lm", "trust-exact", "optx-lm", "optx-dogleg")
 VARIANTS = ("ls", "gauss")
@@ -384,31 +384,11 @@ def failures(records, solver: str) -> str:
 
 
 RESULTS = HERE / "RESULTS.md"
-BEGIN, END = "<!-- hard_problems: begin -->", "<!-- hard_problems: end -->"
-
-
-def write_results(text: str) -> None:
-    """Replaces the section between ``BEGIN`` and ``END`` of RESULTS.md (or adds it first)."""
-    section = f"{BEGIN}\n{text}\n{END}"
-    old = RESULTS.read_text()
-    if BEGIN in old:
-        head, rest = old.split(BEGIN, 1)
-        new = head + section + rest.split(END, 1)[1]
-    else:
-        title, body = old.split("\n## ", 1)
-        new = f"{title}\n{section}\n\n## {body}"
-    RESULTS.write_text(new)
 
 
 def report(records, solvers, variants) -> str:
     """The markdown section: what ran, the tables, and Newton's unsolved starts."""
-    versions = f"jax {jax.__version__}, numpy {np.__version__}"
-    for name in ("scipy", "optimistix"):
-        try:
-            versions += f", {name} {__import__(name).__version__}"
-        except ImportError:
-            pass
-    intro = (f"{platform.machine()}, {os.cpu_count()} cores, {versions}; float64. Definitions "
+    intro = (f"{_report.machine('scipy', 'optimistix')}; float64. Definitions "
              "in the script's docstring: *solved* is the known minimum reached; *missed* counts "
              "starts another solver solves and this one does not; *false conv* a reported "
              "success that is not solved where another solver reaches a lower RSS, or at a "
@@ -446,7 +426,7 @@ def main():
     text = report(records, solvers, variants)
     print(text)
     if args.write_results:
-        write_results(text)
+        _report.write_section(RESULTS, "hard_problems", text)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(records, indent=1))
 

@@ -139,9 +139,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--resume", action="store_true",
                      help="skip the chunks an interrupted run of the same command finished")
     fit.add_argument("--quiet", action="store_true", help="no progress line and no summary")
-    fit.add_argument("--cache", nargs="?", const="", default=None, metavar="DIR",
-                     help="keep compiled fits in DIR (default $JAXMLE_CACHE_DIR or "
-                     "~/.cache/jaxmle): later runs on tables of similar shape skip compiling")
+    cache = fit.add_mutually_exclusive_group()
+    cache.add_argument("--cache", default=None, metavar="DIR",
+                       help="where compiled fits are kept (default $JAXMLE_CACHE_DIR or "
+                       "~/.cache/jaxmle): later runs on tables of similar shape skip compiling")
+    cache.add_argument("--no-cache", action="store_true",
+                       help="compile every fit afresh and keep nothing on disk")
     fit.add_argument("-o", "--output", required=True, type=pathlib.Path, metavar="OUT",
                      help="output table, .csv or .parquet")
     fit.set_defaults(run=_fit)
@@ -374,13 +377,13 @@ def _fit(args) -> int:
     if not args.output.parent.is_dir():
         raise CliError(f"output folder {args.output.parent} does not exist")
     log_density, init, constraints, model_hash = _model(args.model)
-    if args.cache is not None:  # a process of its own: JAX's global cache setting is ours
-        enable_compilation_cache(args.cache or None)
+    if not args.no_cache:  # a process of its own: JAX's global cache setting is ours
+        enable_compilation_cache(args.cache)
     rows = _rows(args)
     chunks = rows.chunks(args.chunk_groups)
 
     options = {key: str(value) for key, value in vars(args).items()
-               if key not in ("data", "output", "resume", "quiet", "cache", "run")}
+               if key not in ("data", "output", "resume", "quiet", "cache", "no_cache", "run")}
     key = hashlib.sha256(json.dumps([_file_hash(args.data), model_hash, options, jaxmle.__version__],
                                     sort_keys=True).encode()).hexdigest()
     manifest = {"key": key, "chunks": len(chunks)}

@@ -25,7 +25,7 @@ from jaxmle import (
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
 from jaxmle._objective import Model
-from jaxmle._solve import FitSpec, fit_one
+from jaxmle._solve import FitSpec, begin_one, finish_one, iterate_one
 from jaxmle.models import ReadyModel
 
 METHODS = ("newton", "bfgs", "lbfgs")
@@ -45,7 +45,7 @@ def _solver_for(method):
                      "or an optax.GradientTransformation")
 
 
-_fit_compiled = _xla.jit(fit_one, static_argnums=0)
+_fit_compiled = _xla.Pipeline(begin_one, iterate_one, finish_one, static=1)
 
 
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
@@ -259,8 +259,8 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
     own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
-    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
-                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
+    return _batch.solve(spec, lay, (jax.tree_util.tree_map(pad, starts), valid),
+                        jax.tree_util.tree_map(own, data), own(weights), own(mask))
 
 
 def fetch(fits: Fit, batch: int) -> Fit:

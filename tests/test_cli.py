@@ -45,7 +45,9 @@ def write_table(path, seed=0, groups=GROUPS):
 
 
 def run(capsys, *argv):
-    code = _cli.main([str(arg) for arg in argv])
+    # In-process fits keep JAX's global configuration untouched: no persistent cache.
+    argv = [str(arg) for arg in argv]
+    code = _cli.main(argv + ["--no-cache"] if argv[0] == "fit" and "--cache" not in argv else argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -219,19 +221,37 @@ def test_bench_runs_the_closed_form_script(tmp_path, capfd, monkeypatch):
     assert "args ['--plot', 'p']" in capfd.readouterr().out
 
 
-def test_installed_script_runs_and_keeps_compiled_fits_with_cache(tmp_path):
+def test_installed_script_keeps_compiled_fits_unless_told_not_to(tmp_path):
     script = shutil.which("jaxmle")
     assert script is not None, "the jaxmle script is not installed: pip install -e ."
     done = subprocess.run([script, "models"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "normal" in done.stdout
-    # A process of its own, so --cache may set JAX's global cache without touching the tests.
-    data, out, cache = tmp_path / "data.csv", tmp_path / "out.csv", tmp_path / "cache"
+    # Processes of their own: the command line may set JAX's global cache options.
+    data = tmp_path / "data.csv"
     write_table(data, seed=5, groups=4)
-    done = subprocess.run([script, "fit", str(data), "--model", "normal", "--value", "sales",
-                           "--group", "store", "--quiet", "--cache", str(cache), "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert len(pd.read_csv(out)) == 4 and any(cache.iterdir())
+    fit = [script, "fit", str(data), "--model", "normal", "--value", "sales", "--group", "store",
+           "--quiet"]
+    default, chosen = tmp_path / "default-cache", tmp_path / "chosen-cache"
+    environment = dict(os.environ, JAXMLE_CACHE_DIR=str(default))
+
+    def fit_to(name, *options):
+        done = subprocess.run([*fit, *options, "-o", str(tmp_path / name)], capture_output=True,
+                              text=True, timeout=300, env=environment)
+        assert done.returncode == 0, done.stderr
+        return pd.read_csv(tmp_path / name)
+
+    filled = lambda folder: folder.is_dir() and any(folder.iterdir())
+    fresh = fit_to("fresh.csv", "--no-cache")
+    assert len(fresh) == 4 and not filled(default)
+    # On by default, in $JAXMLE_CACHE_DIR; a second process reads what the first stored.
+    pd.testing.assert_frame_equal(fit_to("first.csv"), fresh)
+    assert filled(default)
+    pd.testing.assert_frame_equal(fit_to("second.csv"), fresh)
+    fit_to("chosen.csv", "--cache", str(chosen))
+    assert filled(chosen)
+    done = subprocess.run([*fit, "--no-cache", "--cache", str(chosen), "-o", str(tmp_path / "x.csv")],
+                          capture_output=True, text=True, timeout=120, env=environment)
+    assert done.returncode == _cli.EXIT_ERROR and "not allowed with" in done.stderr
 
 
 CHUNKED_GROUPS, CHUNK = 400, 8
@@ -272,7 +292,8 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
     store = tmp_path / f"out.csv{_cli.CHUNKS_SUFFIX}"
     process = subprocess.Popen(
         [sys.executable, "-c", "import sys; from jaxmle._cli import main; sys.exit(main())",
-         *chunked_fit(data, out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         *chunked_fit(data, out), "--no-cache"], stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not list(store.glob("chunk-*.npz")) and process.poll() is None:
         assert time.monotonic() < deadline, "no chunk written in 120 s"
