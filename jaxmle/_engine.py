@@ -25,7 +25,7 @@ from jaxmle import (
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
 from jaxmle._objective import Model
-from jaxmle._solve import FitSpec, begin_one, finish_one, iterate_one
+from jaxmle._solve import FitSpec, fit_one
 from jaxmle.models import ReadyModel
 
 METHODS = ("newton", "bfgs", "lbfgs")
@@ -45,7 +45,7 @@ def _solver_for(method):
                      "or an optax.GradientTransformation")
 
 
-_fit_compiled = _xla.Pipeline(begin_one, iterate_one, finish_one, static=1)
+_fit_compiled = _xla.jit(fit_one, static_argnums=0)
 
 
 def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,

@@ -1,7 +1,7 @@
 """One dataset's fit as traceable pieces: start point, start, one iteration, finish.
 
 ``fit`` starts (``begin_one``), runs a ``lax.while_loop`` (``iterate_one``) and certifies
-the result (``finish_one``), three programs compiled side by side (``_xla.Pipeline``); the batched driver (``_batch``) steps many
+the result (``finish_one``) in one compiled program (``fit_one``); the batched driver (``_batch``) steps many
 datasets together and can move a slow one to another chunk between iterations, which is
 why an iteration is a function of its own.
 
@@ -235,3 +235,11 @@ def iterate_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _l
     """The loop state where the fit of one dataset from ``loop`` stops (traceable)."""
     problem = _problem(spec, data, weights, mask, True)
     return jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop), loop)
+
+
+def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
+    """Fits one dataset (traceable): start, iterations, certification in one program (a
+    single small fit is dispatched fastest as one program; compiling its stages side by
+    side gained nothing measurable, ``benchmarks/first_call.py``)."""
+    loop = iterate_one(spec, begin_one(spec, init, data, weights, mask), data, weights, mask)
+    return finish_one(spec, loop, data, weights, mask)
