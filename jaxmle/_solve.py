@@ -1,7 +1,6 @@
 """One dataset's fit as traceable pieces: start point, start, one iteration, finish.
 
-``fit`` starts (``begin_one``), runs a ``lax.while_loop`` (``iterate_one``) and certifies
-the result (``finish_one``) in one compiled program (``fit_one``); the batched driver (``_batch``) steps many
+``fit`` runs them in a ``lax.while_loop``; the batched driver (``_batch``) steps many
 datasets together and can move a slow one to another chunk between iterations, which is
 why an iteration is a function of its own.
 
@@ -220,26 +219,11 @@ def _preliminary_estimate(spec: FitSpec, problem: _Problem, z0: jax.Array) -> ja
     return jnp.where(checked.status == int(Status.CONVERGED), loop.solver_state.z, z0)
 
 
-def begin_one(spec: FitSpec, init, data, weights, mask) -> _loop.LoopState:
-    """The loop state of one dataset at its start point (traceable): ``init`` (or
-    ``spec.init_fn(data)``), moved to a subsample's estimate for a long dataset."""
+def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
+    """Fits one dataset (traceable); its likelihood is built once, outside the loop."""
     problem = _problem(spec, data, weights, mask, True)
     z0 = _initial_z(spec, problem, init)
     n = spec.model.n_obs_axis
     if n is not None and n >= SUBSAMPLE_MIN_OBS:
         z0 = _subsample_start(spec, z0, data, weights, mask)
-    return _start_at(spec, problem, z0)
-
-
-def iterate_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
-    """The loop state where the fit of one dataset from ``loop`` stops (traceable)."""
-    problem = _problem(spec, data, weights, mask, True)
-    return jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop), loop)
-
-
-def fit_one(spec: FitSpec, init, data, weights, mask) -> Fit:
-    """Fits one dataset (traceable): start, iterations, certification in one program (a
-    single small fit is dispatched fastest as one program; compiling its stages side by
-    side gained nothing measurable, ``benchmarks/first_call.py``)."""
-    loop = iterate_one(spec, begin_one(spec, init, data, weights, mask), data, weights, mask)
-    return finish_one(spec, loop, data, weights, mask)
+    return _finish(spec, problem, _solved(spec, problem, z0))

@@ -9,8 +9,8 @@ half the time for a few percent of steady speed (``benchmarks/RESULTS.md`` has t
 measurements). Both are per-compilation options that never touch the user's own JAX
 programs; an XLA that does not know them compiles with its defaults.
 
-XLA compiles one program on one core, in a time that grows with the program. A fit is
-therefore split into stages (start, iterations, certification: ``Pipeline``) whose
+XLA compiles one program on one core, in a time that grows with the program. A batched
+fit is therefore split into stages (start, iterations, certification: ``Pipeline``) whose
 programs compile side by side on worker threads, and Python's garbage collector pauses
 while JAX traces (tracing allocates many short-lived objects).
 """
