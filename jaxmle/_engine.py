@@ -259,8 +259,8 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
     own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
-    return _batch.solve(spec, lay, (jax.tree_util.tree_map(pad, starts), valid),
-                        jax.tree_util.tree_map(own, data), own(weights), own(mask))
+    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
+                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
 
 
 def fetch(fits: Fit, batch: int) -> Fit:

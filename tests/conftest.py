@@ -15,8 +15,6 @@ import pytest
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
 
-from jaxmle import _xla  # noqa: E402  (after the configuration above)
-
 # Agreement with closed forms: the stopping rule (relative gradient <= 1e-10) leaves
 # estimates within ~1e-9 relative; 1e-8 is the contract's target.
 ESTIMATE_RTOL = 1e-8
@@ -52,7 +50,6 @@ def _release_compiled_programs():
     yield
     if _memory_maps() > MAP_BUDGET:
         jax.clear_caches()
-        _xla.clear_compiled()
         gc.collect()
 
 
