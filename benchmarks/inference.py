@@ -36,10 +36,10 @@ def timed(function):
 def profile_rows(datasets: int, obs: int):
     x = np.random.default_rng(0).normal(1.0, 2.0, size=(datasets, obs))
     fits, fit_first, fit_steady = timed(lambda: jm.fit_batch(jm.models.normal, None, x))
-    prof, first, steady = timed(lambda: jm.profile(jm.models.normal, fits, x))
+    prof, first, steady = timed(lambda: jm.profile(fits, x))
     ends = np.stack([prof.lower["mu"], prof.upper["mu"], prof.lower["sigma"], prof.upper["sigma"]])
     found = np.isfinite(ends).all(axis=0).mean()
-    report, diagnose_first, diagnose_steady = timed(lambda: jm.diagnose(jm.models.normal, fits, x))
+    report, diagnose_first, diagnose_steady = timed(lambda: jm.diagnose(fits, x))
     ratio = np.nanmedian(report.im_ratio)
     return [("fit_batch (Normal)", datasets, fit_first, fit_steady, f"{fits.converged.mean():.2%} converged"),
             ("profile, 2 parameters", datasets, first, steady,

@@ -16,6 +16,7 @@ from jaxmle._fit import Fit
 from jaxmle._groups import GroupFits, fit_groups
 from jaxmle._hypothesis import Comparison, compare, score_test, wald_test
 from jaxmle._inference import delta_method, lr_test
+from jaxmle._model import Model
 from jaxmle._multistart import Multistart, multistart
 from jaxmle._profile import Profile, profile
 from jaxmle._status import Status
@@ -29,6 +30,7 @@ __all__ = [
            "Diagnosis",
            "Fit",
            "GroupFits",
+           "Model",
            "Multistart",
            "Profile",
            "Status",

@@ -45,6 +45,7 @@ the ``n_b`` active observations in order. Parametric: replicate ``r`` simulates 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import warnings
 from collections.abc import Callable, Iterator
@@ -53,7 +54,8 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from jaxmle import _engine, _precision, _summary, _validation
+from jaxmle import _batched, _engine, _precision, _summary, _validation
+from jaxmle._batched import Batched
 from jaxmle._fit import Fit
 from jaxmle._status import Status
 from jaxmle._stream import Block, concat_fits, fit_stream
@@ -63,8 +65,10 @@ from jaxmle._stream import Block, concat_fits, fit_stream
 MEMORY_BYTES = 512 * 2**20
 
 
-class Bootstrap(NamedTuple):
-    """Result of ``jm.bootstrap``; a batch adds a leading axis ``B`` to every array.
+@dataclasses.dataclass(frozen=True)
+class Bootstrap(Batched):
+    """Result of ``jm.bootstrap``; a batch adds a leading axis ``B`` to every array
+    (``len(boot)``, ``boot[i]``).
 
     Attributes:
         estimate: the fit's estimate, a pytree like ``params``.
@@ -85,6 +89,11 @@ class Bootstrap(NamedTuple):
     n_failed: Any
     level: float
     kind: str
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """``(B,)`` for the bootstrap of a batched fit, ``()`` for a single one."""
+        return tuple(np.shape(self.n_failed))
 
     @property
     def replicates(self):
@@ -112,6 +121,9 @@ class Bootstrap(NamedTuple):
         return "\n".join([
             f"Bootstrap ({self.kind}), {replicates} replicates", rule, header, rule, *rows, rule,
             f"{int(self.n_failed)} replicates did not converge and were left out"])
+
+
+_batched.register(Bootstrap, meta_fields=("level", "kind"))
 
 
 def check_level(level: float) -> float:
@@ -325,19 +337,17 @@ def _resampler(data, weights, mask, n: int, seed: int, replicates: int):
 # ----- the public function ---------------------------------------------------------------------
 
 
-def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
-              simulate: Callable | None = None, seed: int = 0, level: float = 0.95,
-              batched: bool | None = None, mask=None, weights=None, method="newton",
-              constraints=None, log_prior: Callable | None = None, max_iter: int | None = None,
-              gtol: float | None = None, chunk_size: int | None = None) -> Bootstrap:
+def bootstrap(fit: Fit, data, *, replicates: int = 1000, simulate: Callable | None = None,
+              seed: int = 0, level: float = 0.95, mask=None, weights=None, method="newton",
+              max_iter: int | None = None, gtol: float | None = None,
+              chunk_size: int | None = None) -> Bootstrap:
     """Bootstrap standard errors and percentile and basic intervals of a single or batched fit.
 
-    See the module notes for the resampling, the statistics and the reproducible draws.
+    Every replicate is refitted with the fit's own model (``fit.model``: its constraints
+    and log-prior). See the module notes for the resampling, the statistics and the
+    reproducible draws.
 
     Args:
-        log_density: the model that was fitted (a function, or a ready model from
-            ``jm.models``), with the same ``constraints``, ``log_prior``, ``weights`` and
-            ``mask``.
         fit: the ``Fit`` from ``jm.fit``, or a batched one from ``jm.fit_batch``.
         data: the data the fit used (leading axis ``B`` for a batch).
         replicates: bootstrap replicates ``R`` per dataset (>= 2; the Monte-Carlo relative
@@ -348,10 +358,9 @@ def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
             In a batch, replicates of dataset ``b`` keep its ``mask[b]`` (and ``weights[b]``).
         seed: seed of the draws; dataset ``b`` of a batch uses ``seed + b``.
         level: confidence level of the intervals, in (0, 1).
-        batched: whether ``fit`` and ``data`` hold a batch (default: as ``fit`` does).
         mask, weights: as given to the fit (``mask`` for a batch only).
-        method, constraints, log_prior, max_iter, gtol, chunk_size: as for ``jm.fit_batch``;
-            the precision is the fit's.
+        method, max_iter, gtol, chunk_size: as for ``jm.fit_batch``; the precision is the
+            fit's.
 
     Returns:
         A ``Bootstrap``: ``se``, ``percentile``, ``basic``, ``replicates``, ``fits``,
@@ -367,22 +376,17 @@ def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
         >>> import jaxmle as jm
         >>> x = np.random.default_rng(0).exponential(0.5, size=300)
         >>> fit = jm.fit(jm.models.exponential, None, x)
-        >>> boot = jm.bootstrap(jm.models.exponential, fit, x, replicates=200)
+        >>> boot = jm.bootstrap(fit, x, replicates=200)
         >>> lower, upper = boot.percentile
         >>> int(boot.n_failed), bool(abs(boot.se["rate"] / fit.se["rate"] - 1) < 0.2)
         (0, True)
         >>> bool(lower["rate"] < fit.params["rate"] < upper["rate"])
         True
     """
-    if not isinstance(fit, Fit):
-        raise TypeError(f"fit must be a jm.Fit, got {type(fit).__name__}")
+    model = _engine.model_of(fit)
     replicates = check_count(replicates, "replicates")
     level = check_level(level)
     fit_batched = bool(fit.batch_shape)
-    if batched is not None and bool(batched) != fit_batched:
-        raise ValueError(f"batched={batched} but the fit is {'a batch' if fit_batched else 'single'}"
-                         "; pass the fit (and data) of jm.fit_batch with batched=True, or of "
-                         "jm.fit with batched=False")
     if mask is not None and not fit_batched:
         raise ValueError("mask is for a batched fit; a single dataset uses weights")
     datasets = len(fit) if fit_batched else 1
@@ -391,8 +395,8 @@ def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
     template = fit[0].params if fit_batched else fit.params
     with _precision.scope(precision):
         spec, _, data, weights, mask = _engine._prepare(
-            log_density, lambda _: template, data, method=method, constraints=constraints,
-            log_prior=log_prior, cov="observed", weights=weights, mask=mask, max_iter=max_iter,
+            model, lambda _: template, data, method=method, constraints=None,
+            log_prior=None, cov="observed", weights=weights, mask=mask, max_iter=max_iter,
             gtol=gtol, precision=precision, batched=fit_batched)
         if fit_batched and _validation.batch_size_of(data) != datasets:
             raise ValueError(f"fit has {datasets} datasets but data has "
@@ -424,13 +428,15 @@ def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
             return datasets._replace(starts=take(params, np.arange(start, stop) // replicates))
 
         options = {"method": method, "constraints": constraint_tree(spec.space),
-                   "log_prior": log_prior, "cov": "observed", "max_iter": max_iter, "gtol": gtol,
+                   "log_prior": model.log_prior, "cov": "observed", "max_iter": max_iter, "gtol": gtol,
                    "precision": precision, "chunk_size": chunk_size}
         fits = concat_fits(block for block, _ in fit_datasets(
             spec.model.log_density, None, make, datasets * replicates, options))
 
-    fits = jax.tree_util.tree_map(lambda leaf: leaf.reshape((datasets, replicates) + leaf.shape[1:]),
-                                  fits)
+    # The replicates were fitted through a wrapper that carries each start with its data;
+    # what they fitted is the fit's model.
+    fits = dataclasses.replace(jax.tree_util.tree_map(
+        lambda leaf: leaf.reshape((datasets, replicates) + leaf.shape[1:]), fits), model=model)
     result = _statistics(spec.space, fits, params, np.asarray(fit.converged).reshape(datasets), level,
                          "parametric" if simulate is not None else "nonparametric")
     if int(np.sum(result.n_failed)):
@@ -439,7 +445,7 @@ def bootstrap(log_density: Callable, fit: Fit, data, *, replicates: int = 1000,
         warnings.warn(f"{int(np.sum(result.n_failed))} of {datasets * replicates} bootstrap "
                       f"replicates did not converge ({dict(counts)}) and were left out of the "
                       "statistics; see .n_failed and .fits.status", RuntimeWarning, stacklevel=2)
-    return result if fit_batched else _single(result)
+    return result if fit_batched else result[0]
 
 
 def _statistics(space, fits: Fit, params, fit_converged, level: float, kind: str) -> Bootstrap:
@@ -461,11 +467,3 @@ def _statistics(space, fits: Fit, params, fit_converged, level: float, kind: str
         estimate=unflatten(estimate), se=unflatten(se), percentile=(unflatten(lower), unflatten(upper)),
         basic=(unflatten(2.0 * estimate - upper), unflatten(2.0 * estimate - lower)), fits=fits,
         n_failed=replicates - ok.sum(axis=1), level=level, kind=kind)
-
-
-def _single(result: Bootstrap) -> Bootstrap:
-    """The one dataset of a batch-of-one result."""
-    first = functools.partial(take, index=0)
-    return result._replace(estimate=first(result.estimate), se=first(result.se),
-                           percentile=first(result.percentile), basic=first(result.basic),
-                           fits=result.fits[0], n_failed=result.n_failed[0])

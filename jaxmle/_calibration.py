@@ -35,13 +35,15 @@ uses the key ``jax.random.fold_in(jax.random.key(seed + t), r)``.
 from __future__ import annotations
 
 import collections
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-from jaxmle import _bootstrap, _engine, _parameters, _precision, _summary, _validation
+from jaxmle import _batched, _bootstrap, _engine, _parameters, _precision, _summary, _validation
+from jaxmle._batched import Batched
 from jaxmle import _profile as _profile_module
 from jaxmle._fit import Fit
 from jaxmle._status import Status
@@ -53,16 +55,12 @@ class Replicated(NamedTuple):
     """What an interval kind sees: a block of fitted replications (see ``INTERVALS``).
 
     Attributes:
-        fits: the batched ``Fit`` of the block.
+        fits: the batched ``Fit`` of the block (``fits.model`` is the model calibrated).
         data: the simulated data they were fitted to (host arrays, same leading axis).
-        log_density, constraints, log_prior: the model and options as given to ``calibrate``.
     """
 
     fits: Fit
     data: Any
-    log_density: Callable
-    constraints: Any
-    log_prior: Callable | None
 
 
 def _wald(replicated: Replicated, level: float):
@@ -78,9 +76,7 @@ def _wald(replicated: Replicated, level: float):
 
 def _profile(replicated: Replicated, level: float):
     """Profile-likelihood intervals (``jm.profile``); NaN where the fit or a profile failed."""
-    result = _profile_module.profile(
-        replicated.log_density, replicated.fits, replicated.data, level=level,
-        constraints=replicated.constraints, log_prior=replicated.log_prior)
+    result = _profile_module.profile(replicated.fits, replicated.data, level=level)
     return result.lower, result.upper
 
 
@@ -88,10 +84,12 @@ INTERVALS: dict[str, Callable[[Replicated, float], tuple[Any, Any]]] = {
     "wald": _wald, "profile": _profile}
 
 
-class Calibration(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class Calibration(Batched):
     """Result of ``jm.calibrate``; per-parameter fields are pytrees like ``params``.
 
-    A batch of truths adds a leading axis ``T`` to every array. ``str()`` is a text table.
+    A batch of truths adds a leading axis ``T`` to every array (``len(cal)``, ``cal[t]``).
+    ``str()`` is a text table.
 
     Attributes:
         truth: the true parameters.
@@ -124,15 +122,20 @@ class Calibration(NamedTuple):
     level: float
     fits: Fit
 
-    def __str__(self) -> str:
-        if len(self.fits.batch_shape) == 1:
-            return self._table(None)
-        return "\n\n".join(self._table(t) for t in range(self.fits.batch_shape[0]))
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """``(T,)`` for a batch of truths, ``()`` for a single truth."""
+        return tuple(np.shape(self.converged))
 
-    def _table(self, t: int | None) -> str:
-        pick = (lambda tree: _summary.flat(tree)) if t is None else (
-            lambda tree: _summary.flat(_bootstrap.take(tree, t)))
-        fits = self.fits if t is None else self.fits[t]
+    def __str__(self) -> str:
+        if not self.batch_shape:
+            return self._table()
+        return "\n\n".join(truth._table(t) for t, truth in enumerate(self))
+
+    def _table(self, t: int | None = None) -> str:
+        """The table of a single truth (``t``: its index in a batch, for the title)."""
+        pick = _summary.flat
+        fits = self.fits
         names = fits.names
         width = max([9] + [len(name) for name in names])
         kinds = list(self.coverage)
@@ -153,7 +156,7 @@ class Calibration(NamedTuple):
                         + "".join(f" {c[j]:>13.4f} ({m[j]:.4f})" for c, m in zip(cover, cover_mc)))
         status = np.asarray(fits.status)
         failed = collections.Counter(Status(int(code)).name for code in status[status != Status.CONVERGED])
-        converged = float(np.asarray(self.converged) if t is None else np.asarray(self.converged)[t])
+        converged = float(self.converged)
         rule = "-" * len(header)
         title = "Calibration" + ("" if t is None else f" at truth {t}")
         return "\n".join([
@@ -163,6 +166,9 @@ class Calibration(NamedTuple):
             + ("" if not failed else "; not converged: " + ", ".join(
                 f"{name} {count}" for name, count in failed.most_common()))
             + " (estimates: converged fits; coverage: all replications, no interval = miss)"])
+
+
+_batched.register(Calibration, meta_fields=("replications", "level"))
 
 
 def calibrate(log_density: Callable, simulate: Callable, truth, *, replications: int = 1000,
@@ -178,7 +184,8 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
     count, and how to add an interval kind.
 
     Args:
-        log_density: the model to fit (a function, or a ready model from ``jm.models``).
+        log_density: the model to fit: a ``jm.Model`` (a ready model from ``jm.models``,
+            say) or a bare log-density (then ``constraints`` and ``log_prior`` build it).
         simulate: ``simulate(key, params) -> data``, one dataset drawn at ``params``; with
             ``n``, called as ``simulate(key, params, n)`` (a ready model's ``simulate``).
         truth: the true parameters, a pytree like the model's (a leading axis ``T`` on every
@@ -247,23 +254,27 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
                              f"model's parameters {spec.space.treedef}")
         for t in range(count):
             _parameters.check_in_support(spec.space, _bootstrap.take(truths, t))
-        carried = init is None and not isinstance(log_density, ReadyModel)
-        if carried:  # start every fit at its truth
+        model = spec.fitted
+        if init is None and not isinstance(model, ReadyModel):  # start every fit at its truth
             make_fits = lambda start, stop: make(start, stop)._replace(
                 starts=_bootstrap.take(truths, np.arange(start, stop) // replications))
-            model, fit_init, fit_constraints = (spec.model.log_density, None,
-                                                _bootstrap.constraint_tree(spec.space))
+            fitted, fit_init, fit_constraints, fit_prior = (
+                spec.model.log_density, None, _bootstrap.constraint_tree(spec.space),
+                model.log_prior)
         else:
-            make_fits, model, fit_init, fit_constraints = make, log_density, init, constraints
-        options = {"method": method, "constraints": fit_constraints, "log_prior": log_prior,
+            make_fits, fitted, fit_init, fit_constraints, fit_prior = make, model, init, None, None
+        options = {"method": method, "constraints": fit_constraints, "log_prior": fit_prior,
                    "cov": cov, "max_iter": max_iter, "gtol": gtol, "precision": precision,
                    "chunk_size": chunk_size}
         flat_truths = _summary.flat_batch(truths, count)
         blocks, covered, done = [], {kind: [] for kind in kinds}, 0
-        for fits, datasets in _bootstrap.fit_datasets(model, fit_init, make_fits,
+        for fits, datasets in _bootstrap.fit_datasets(fitted, fit_init, make_fits,
                                                        count * replications, options):
+            # Fits started at the truth went through a wrapper that carries the start with
+            # the data; what they fitted is the model.
+            fits = dataclasses.replace(fits, model=model)
             # Interval kinds run block by block, next to the data the block was fitted to.
-            replicated = Replicated(fits, datasets.data, log_density, constraints, log_prior)
+            replicated = Replicated(fits, datasets.data)
             truth_rows = flat_truths[np.arange(done, done + len(fits)) // replications]
             for kind in kinds:
                 covered[kind].append(_covered(INTERVALS[kind](replicated, level), len(fits), truth_rows))
@@ -275,15 +286,15 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         lambda leaf: leaf.reshape((count, replications) + leaf.shape[1:]), fits)
     result = _measures(spec.space, truths, fits, {kind: np.concatenate(c).reshape(
         count, replications, -1) for kind, c in covered.items()}, level)
-    return result if batched else _single(result)
+    return result if batched else result[0]
 
 
-def _checked_spec(log_density, init, truth_one, data, shapes, **options):
+def _checked_spec(model, init, truth_one, data, shapes, **options):
     """The fit's validated spec on the first simulated dataset; a model that cannot take
     ``simulate``'s data fails here with both named."""
-    start = init if init is not None or isinstance(log_density, ReadyModel) else truth_one
+    start = init if init is not None or isinstance(model, ReadyModel) else truth_one
     try:
-        spec, *_ = _engine._prepare(log_density, start, data, weights=None, mask=None,
+        spec, *_ = _engine._prepare(model, start, data, weights=None, mask=None,
                                     batched=True, **options)
     except (TypeError, ValueError) as error:
         raise type(error)(f"calibrate: fitting the data returned by simulate (one dataset: "
@@ -324,15 +335,3 @@ def _measures(space, truths, fits: Fit, covered: dict, level: float) -> Calibrat
             coverage_mcse={kind: unflatten(np.sqrt(c * (1.0 - c) / replications))
                            for kind, c in coverage.items()},
             converged=ok[..., 0].mean(axis=1), replications=replications, level=level, fits=fits)
-
-
-def _single(result: Calibration) -> Calibration:
-    """The one truth of a batch-of-one result."""
-    first = lambda tree: _bootstrap.take(tree, 0)
-    return result._replace(
-        truth=first(result.truth), bias=first(result.bias), bias_mcse=first(result.bias_mcse),
-        rmse=first(result.rmse), mean_se=first(result.mean_se), sd=first(result.sd),
-        se_ratio=first(result.se_ratio), se_ratio_mcse=first(result.se_ratio_mcse),
-        coverage={kind: first(c) for kind, c in result.coverage.items()},
-        coverage_mcse={kind: first(c) for kind, c in result.coverage_mcse.items()},
-        converged=first(result.converged), fits=result.fits[0])

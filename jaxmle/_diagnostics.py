@@ -40,8 +40,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmle import _engine, _information, _precision, _summary, _xla
+from jaxmle import _batched, _engine, _information, _precision, _summary, _xla
+from jaxmle._batched import Batched
 from jaxmle._fit import Fit
+from jaxmle.models import ReadyModel
 from jaxmle._multistart import multistart
 from jaxmle._objective import likelihood, objective
 from jaxmle._solve import FitSpec
@@ -53,7 +55,7 @@ PERFECT_TERM = -1e-6    # log(1 - 1e-6): an observation predicted with probabili
 
 
 @dataclasses.dataclass(frozen=True)
-class Diagnosis:
+class Diagnosis(Batched):
     """Result of ``jm.diagnose``; a batch adds a leading axis ``B`` to every array.
 
     Attributes:
@@ -86,16 +88,10 @@ class Diagnosis:
         """Largest over smallest eigenvalue (inf or negative when not positive definite)."""
         return self.eigenvalues[..., -1] / self.eigenvalues[..., 0]
 
-    def __len__(self) -> int:
-        return len(self.fit)
-
-    def __getitem__(self, index) -> Diagnosis:
-        """One dataset's ``Diagnosis`` of a batched one."""
-        if not self.fit.batch_shape:
-            raise TypeError("a single fit's Diagnosis cannot be indexed")
-        pick = lambda leaf: leaf[index]
-        return Diagnosis(self.fit[index], *(jax.tree_util.tree_map(pick, getattr(self, field))
-                                            for field in _ARRAY_FIELDS))
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """``(B,)`` for the diagnosis of a batched fit, ``()`` for a single one."""
+        return self.fit.batch_shape
 
     def weak_names(self) -> list[str]:
         """Names of the parameters on weak directions (a single fit)."""
@@ -115,8 +111,7 @@ class Diagnosis:
         return _batch_report(self) if self.fit.batch_shape else _single_report(self)
 
 
-_ARRAY_FIELDS = ("eigenvalues", "weak", "boundary", "separation", "n_separated", "im_ratio",
-                 "se_ratio")
+_batched.register(Diagnosis)
 
 
 def _leaf_links(spec: FitSpec) -> np.ndarray:
@@ -184,17 +179,16 @@ _diagnose_one_compiled = _xla.jit(_diagnose_one, static_argnums=0)
 _diagnose_batch_compiled = _xla.jit(_diagnose_batch, static_argnums=(0, 1))
 
 
-def diagnose(log_density: Callable, fit: Fit, data, *, constraints=None,
-             log_prior: Callable | None = None, weights=None, mask=None,
+def diagnose(fit: Fit, data, *, weights=None, mask=None,
              chunk_size: int | None = None) -> Diagnosis:
-    """Diagnostics of a single or batched fit at its estimate (see the module notes).
+    """Diagnostics of a single or batched fit at its estimate (see the module notes), on
+    the objective the fit maximised (``fit.model``).
 
     Args:
-        log_density: the model that was fitted (a function or a ready model), with the
-            same ``constraints`` and ``log_prior``.
         fit: a ``Fit`` from ``jm.fit`` or ``jm.fit_batch`` (then ``data``, ``weights`` and
             ``mask`` carry the leading axis ``B``).
         data: the data the fit used.
+        weights, mask: as given to the fit.
         chunk_size: datasets evaluated together in a batch (default as in ``fit_batch``).
 
     Returns:
@@ -206,13 +200,11 @@ def diagnose(log_density: Callable, fit: Fit, data, *, constraints=None,
         >>> X = np.column_stack([np.ones(30), np.linspace(-1, 1, 30)])
         >>> y = (X[:, 1] > 0).astype(float)          # the slope separates y perfectly
         >>> fit = jm.fit(jm.models.logistic_regression, None, (X, y))
-        >>> report = jm.diagnose(jm.models.logistic_regression, fit, (X, y))
+        >>> report = jm.diagnose(fit, (X, y))
         >>> jm.Status(int(fit.status)).name, bool(report.separation), report.boundary_names()
         ('BOUNDARY', True, ['beta[1]'])
     """
-    spec, data, weights, mask = _engine.prepare_for_fit(
-        log_density, fit, data, constraints=constraints, log_prior=log_prior, weights=weights,
-        mask=mask)
+    spec, data, weights, mask = _engine.prepare_for_fit(fit, data, weights=weights, mask=mask)
     with _precision.scope(_engine.precision_of(fit)):
         if not fit.batch_shape:
             fields = _diagnose_one_compiled(spec, fit.params, fit.status, data, weights, mask)
@@ -269,17 +261,20 @@ def _batch_report(d: Diagnosis) -> str:
     return "\n".join(lines)
 
 
-def refit(log_density: Callable, fit: Fit, init, data, *, which=None, method="newton",
-          starts: int = 1, spread: float = 1.0, seed: int = 0, mask=None, constraints=None,
-          log_prior: Callable | None = None, weights=None, max_iter: int | None = None,
-          gtol: float | None = None, chunk_size: int | None = None) -> Fit:
+def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int = 1,
+          spread: float = 1.0, seed: int = 0, mask=None, weights=None,
+          max_iter: int | None = None, gtol: float | None = None,
+          chunk_size: int | None = None) -> Fit:
     """Fits selected datasets of a batch again and keeps each new fit that is better.
 
+    The model is the fit's own (``fit.model``).
+
     Args:
-        log_density, init, data, mask, constraints, log_prior, weights: as for the
-            ``jm.fit_batch`` call that made ``fit`` (``init=None`` with a ready model).
         fit: the batched ``Fit``.
+        data, mask, weights: as given to the ``jm.fit_batch`` call that made ``fit``.
         which: boolean ``(B,)`` of the datasets to refit (default: those not converged).
+        init: the new fits' start (default: a ready model's own start; a model without one
+            needs ``init``).
         method, max_iter, gtol: the new fits' options (e.g. ``"bfgs"``, more iterations).
         starts, spread, seed: more than one start runs ``jm.multistart`` on each selected
             dataset and keeps its best start.
@@ -297,11 +292,15 @@ def refit(log_density: Callable, fit: Fit, init, data, *, which=None, method="ne
         >>> first = jm.fit_batch(jm.models.exponential, {"rate": 50.0}, X, max_iter=2)
         >>> bool(first.converged.any())
         False
-        >>> bool(jm.refit(jm.models.exponential, first, {"rate": 50.0}, X).converged.all())
+        >>> bool(jm.refit(first, X).converged.all())
         True
     """
     if not isinstance(fit, Fit) or not fit.batch_shape:
         raise TypeError("refit needs a batched jm.Fit (from jm.fit_batch)")
+    model = _engine.model_of(fit)
+    if init is None and not isinstance(model, ReadyModel):
+        raise TypeError("refit needs init=: the fit's model has no start of its own (only the "
+                        "ready models of jm.models do)")
     which = ~np.asarray(fit.converged) if which is None else np.asarray(which)
     if which.shape != (len(fit),) or which.dtype != bool:
         raise ValueError(f"which must be a boolean array of shape ({len(fit)},), got "
@@ -311,13 +310,12 @@ def refit(log_density: Callable, fit: Fit, init, data, *, which=None, method="ne
         return fit
     take = lambda tree: None if tree is None else jax.tree_util.tree_map(
         lambda leaf: np.asarray(leaf)[chosen], tree)
-    options = dict(method=method, mask=take(mask), constraints=constraints, log_prior=log_prior,
-                   cov=fit.cov_kind, weights=take(weights), max_iter=max_iter, gtol=gtol,
+    options = dict(method=method, mask=take(mask), cov=fit.cov_kind, weights=take(weights), max_iter=max_iter, gtol=gtol,
                    precision=_engine.precision_of(fit), chunk_size=chunk_size)
     if starts == 1:
-        new = _engine.fit_batch(log_density, init, take(data), **options)
+        new = _engine.fit_batch(model, init, take(data), **options)
     else:
-        new = multistart(log_density, init, take(data), starts=starts, spread=spread, seed=seed,
+        new = multistart(model, init, take(data), starts=starts, spread=spread, seed=seed,
                          batched=True, **options).best
     old_converged, old_loglik = np.asarray(fit.converged)[chosen], np.asarray(fit.loglik)[chosen]
     better = new.converged & (~old_converged | (new.loglik > old_loglik))

@@ -16,6 +16,7 @@ import optax
 from jaxmle import (
     _batch,
     _information,
+    _model,
     _optax_solver,
     _parameters,
     _precision,
@@ -24,7 +25,7 @@ from jaxmle import (
 )
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
-from jaxmle._objective import Model
+from jaxmle._objective import ModelForm
 from jaxmle._solve import FitSpec, fit_one
 from jaxmle.models import ReadyModel
 
@@ -48,21 +49,20 @@ def _solver_for(method):
 _fit_compiled = _xla.jit(fit_one, static_argnums=0)
 
 
-def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, weights, mask,
+def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights, mask,
              max_iter, gtol, precision, batched):
-    """Validates every input before tracing; returns ``(spec, init, data, weights, mask)``."""
-    if isinstance(log_density, ReadyModel):
-        # A ready model supplies what the caller leaves out: its start and constraints.
-        init = log_density.start if init is None else init
-        constraints = log_density.constraints if constraints is None else constraints
-        log_density = log_density.log_density
-    elif init is None:
-        raise TypeError("init is required (None is only accepted with a ready model from "
-                        "jm.models)")
-    if not callable(log_density):
-        raise TypeError(f"log_density must be a function log_density(params, data), got {log_density!r}")
-    if log_prior is not None and not callable(log_prior):
-        raise TypeError(f"log_prior must be a function log_prior(params) or None, got {log_prior!r}")
+    """Validates every input before tracing; returns ``(spec, init, data, weights, mask)``.
+
+    ``model`` is a ``jm.Model`` (then ``constraints`` and ``log_prior`` may only repeat
+    it) or a bare log-density (then they build the Model).
+    """
+    model = _model.resolve(model, constraints=constraints, log_prior=log_prior)
+    if init is None:
+        if not isinstance(model, ReadyModel):
+            raise TypeError("init is required (None is only accepted with a ready model from "
+                            "jm.models, which has a start of its own)")
+        init = model.start
+    log_density, constraints, log_prior = model.log_density, model.constraints, model.log_prior
     solver = _solver_for(method)
     if cov not in _information.COVARIANCES:
         raise ValueError(f"unknown cov {cov!r}; use one of {list(_information.COVARIANCES)}")
@@ -98,8 +98,8 @@ def _prepare(log_density, init, data, *, method, constraints, log_prior, cov, we
     gtol = DEFAULT_GTOL[precision] if gtol is None else float(gtol)
     if not gtol > 0:
         raise ValueError(f"gtol must be > 0, got {gtol}")
-    spec = FitSpec(Model(log_density, log_prior, n), space, solver, init_fn, cov,
-                   int(max_iter), gtol, DEFAULT_XTOL)
+    spec = FitSpec(ModelForm(log_density, log_prior, n), space, solver, init_fn, cov,
+                   int(max_iter), gtol, DEFAULT_XTOL, fitted=model)
     return spec, init_values, data, weights, mask
 
 
@@ -108,22 +108,30 @@ def precision_of(fit: Fit) -> str:
     return "float64" if np.asarray(fit.loglik).dtype == np.float64 else "float32"
 
 
-def prepare_for_fit(log_density, fit: Fit, data, *, constraints, log_prior, weights, mask,
-                    max_iter=None, gtol=None):
+def model_of(fit: Fit) -> _model.Model:
+    """The Model ``fit`` was made with (for the tools that start from a fit)."""
+    if not isinstance(fit, Fit):
+        raise TypeError(f"fit must be a jm.Fit, got {type(fit).__name__}")
+    if fit.model is None:
+        raise ValueError("this Fit does not know its model (it was not made by jm.fit, "
+                         "jm.fit_batch or another jaxmle function); refit it with jm.fit")
+    return fit.model
+
+
+def prepare_for_fit(fit: Fit, data, *, weights, mask, max_iter=None, gtol=None):
     """Validated ``(spec, data, weights, mask)`` to evaluate ``fit``'s model on its data.
 
     For the tools that start from a finished single or batched fit (profiles,
     diagnostics): the spec (Newton, no data-driven start) has ``fit``'s parameter layout,
     and a batched fit's data must have its ``B`` datasets.
     """
-    if not isinstance(fit, Fit):
-        raise TypeError(f"fit must be a jm.Fit, got {type(fit).__name__}")
+    model = model_of(fit)
     batched = bool(fit.batch_shape)
     template = fit[0].params if batched else fit.params
     with _precision.scope(precision_of(fit)):
         spec, _, data, weights, mask = _prepare(
-            log_density, lambda _: template, data, method="newton", constraints=constraints,
-            log_prior=log_prior, cov="observed", weights=weights,
+            model, lambda _: template, data, method="newton", constraints=None,
+            log_prior=None, cov="observed", weights=weights,
             mask=mask if batched else None, max_iter=max_iter, gtol=gtol,
             precision=precision_of(fit), batched=batched)
     if batched and len(fit) != _validation.batch_size_of(data):
@@ -141,8 +149,9 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
     Args:
         log_density: ``log_density(params, data)``, traceable JAX code returning the total
             log-likelihood (scalar) or per-observation terms (shape ``(n,)``, summed here);
-            or a ready model from ``jm.models`` (then ``init=None`` uses its data-driven
-            start and ``constraints=None`` its constraints).
+            or a ``jm.Model`` (then ``constraints`` and ``log_prior`` come from it), such as
+            a ready model from ``jm.models`` (then ``init=None`` uses its data-driven start).
+            The fit remembers the Model as ``fit.model``.
         init: starting values, any pytree of floats/arrays in the user's coordinates, or a
             callable ``init(data) -> pytree`` for data-dependent starts.
         data: any pytree of arrays, passed to ``log_density`` untouched (no NaN allowed).
@@ -151,8 +160,9 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
             on the mean log-likelihood per observation with that optimiser).
         constraints: None, one constraint, or a pytree matching ``init`` (a dict may name
             only some keys) of ``jm.real``, ``jm.positive``, ``jm.unit_interval``,
-            ``jm.interval(lo, hi)``, ``jm.simplex``.
-        log_prior: optional ``log_prior(params) -> scalar``; the fit is then MAP.
+            ``jm.interval(lo, hi)``, ``jm.simplex``. With a Model: None, or the Model's own.
+        log_prior: optional ``log_prior(params) -> scalar``; the fit is then MAP. With a
+            Model: None, or the Model's own.
         cov: ``"observed"`` (inverse observed information), ``"opg"`` or ``"robust"``.
         weights: optional per-observation weights ``(n,)`` >= 0 (frequency convention:
             ``n_obs`` is their sum); needs the per-observation form.
@@ -167,7 +177,8 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         A ``Fit`` holding numpy (host) arrays. Numerical failures do not raise; they are reported in ``Fit.status``.
 
     Raises:
-        ValueError, TypeError: for structural mistakes (shapes, dtypes, names, support).
+        ValueError, TypeError: for structural mistakes (shapes, dtypes, names, support), and
+            a keyword that contradicts the Model.
 
     Example:
         >>> import jax.numpy as jnp, numpy as np

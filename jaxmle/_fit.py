@@ -15,11 +15,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxmle import _frames, _summary
+from jaxmle._batched import Batched
+from jaxmle._model import Model
 from jaxmle._status import Status
 
 
 @dataclasses.dataclass(frozen=True)
-class Fit:
+class Fit(Batched):
     """Result of a maximum-likelihood (or MAP) fit.
 
     Attributes:
@@ -39,6 +41,9 @@ class Fit:
         names: a label for each entry of the flattened parameters (from the pytree paths).
         method: the solver's name.
         cov_kind: ``"observed"``, ``"opg"`` or ``"robust"``.
+        model: the ``jm.Model`` that was fitted (log-density, constraints, log-prior); the
+            tools that start from a fit (``jm.profile``, ``jm.bootstrap``, ``jm.diagnose``,
+            ``jm.refit``) take it from here.
     """
 
     params: Any
@@ -53,6 +58,7 @@ class Fit:
     names: tuple[str, ...]
     method: str
     cov_kind: str
+    model: Model | None = None
 
     # ----- derived values -------------------------------------------------------------
     @property
@@ -62,6 +68,7 @@ class Fit:
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
+        """``(B,)`` for a batched fit, ``()`` for a single one."""
         return tuple(np.shape(self.status))
 
     @property
@@ -112,17 +119,6 @@ class Fit:
         """
         return _frames.fit_frame(self, level)
 
-    # ----- batches --------------------------------------------------------------------
-    def __len__(self) -> int:
-        if not self.batch_shape:
-            raise TypeError("len() of a single Fit; only a batched fit (from fit_batch) has a length")
-        return self.batch_shape[0]
-
-    def __getitem__(self, index) -> Fit:
-        if not self.batch_shape:
-            raise TypeError("indexing a single Fit; only a batched fit (from fit_batch) can be indexed")
-        return jax.tree_util.tree_map(lambda leaf: leaf[index], self)
-
     # ----- text -----------------------------------------------------------------------
     def __repr__(self) -> str:
         if self.batch_shape:
@@ -146,5 +142,5 @@ class Fit:
 jax.tree_util.register_dataclass(
     Fit,
     data_fields=["params", "se", "cov", "loglik", "status", "n_iter", "grad_norm", "n_obs"],
-    meta_fields=["n_params", "names", "method", "cov_kind"])
+    meta_fields=["n_params", "names", "method", "cov_kind", "model"])
 

@@ -27,9 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxmle import _constraints, _engine, _precision, _validation, _xla
+from jaxmle import _batched, _constraints, _engine, _precision, _validation, _xla
+from jaxmle._batched import Batched
 from jaxmle._fit import Fit
-from jaxmle._objective import Model, likelihood
+from jaxmle._objective import ModelForm, likelihood
 from jaxmle._parameters import ParameterSpace
 
 # ----- Wald ------------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def wald_test(fit: Fit, R, q=None):
 
 # ----- score (Lagrange multiplier) --------------------------------------------------------
 
-def _score_statistic(model: Model, space: ParameterSpace, params, data, weights, mask):
+def _score_statistic(model: ModelForm, space: ParameterSpace, params, data, weights, mask):
     """``s' I^-1 s`` at ``params`` for one dataset (traceable), invariant to the
     parameterisation (see ``score_test``)."""
     # The log-likelihood as a function of the flat constrained vector theta: the same
@@ -162,11 +163,11 @@ def _unused_keys(log_density, free, fixed, data) -> list:
     return unused
 
 
-def score_test(log_density: Callable, restricted: Fit, data, *, fixed: Mapping,
+def score_test(full_model, restricted: Fit, data, *, fixed: Mapping,
                constraints=None, weights=None, mask=None, chunk_size: int | None = None):
     """Score (Lagrange-multiplier) test of a restriction, from the restricted fit alone.
 
-    The restricted model is the full model ``log_density`` with some parameters held
+    The restricted model is the full model ``full_model`` with some parameters held
     fixed: ``restricted.params`` is a dict of the free ones and ``fixed`` a dict of the
     others (e.g. a gamma model ``{"shape", "rate"}`` restricted to the exponential by
     ``fixed={"shape": 1.0}``). At the restricted estimate ``theta_0`` (free values from the
@@ -189,16 +190,16 @@ def score_test(log_density: Callable, restricted: Fit, data, *, fixed: Mapping,
     for counting ``df`` (a simplex of m entries has m - 1 free coordinates).
 
     Args:
-        log_density: the full model's ``log_density(params, data)`` (params a dict), or a
-            ready model from ``jm.models`` (its constraints are used when ``constraints``
-            is None).
+        full_model: the full model: a ``jm.Model`` (a ready model from ``jm.models``, say)
+            or a bare ``log_density(params, data)`` (params a dict).
         restricted: the restricted ``Fit`` (its ``params`` a dict of the free parameters),
             single, or batched over datasets (then every data leaf has the leading axis
             ``B`` and the datasets are tested in one compiled call).
         data: the data ``restricted`` was fitted to.
         fixed: dict of the parameters the restriction fixes, name -> value (shared by
             every dataset of a batch).
-        constraints: constraints of the full parameters, as for ``jm.fit``.
+        constraints: constraints of the full parameters, as for ``jm.fit`` (with a bare
+            log-density; a Model carries its own).
         weights: per-observation weights, as for ``jm.fit`` / ``jm.fit_batch``.
         mask: ``(B, n)`` padding mask of a batch, as for ``jm.fit_batch``.
         chunk_size: datasets vectorised together in a batch (default as in ``fit_batch``).
@@ -228,7 +229,7 @@ def score_test(log_density: Callable, restricted: Fit, data, *, fixed: Mapping,
     precision = _engine.precision_of(restricted)
     with _precision.scope(precision):
         spec, df, full, data, weights, mask = _full_model(
-            log_density, restricted, data, fixed, constraints, weights, mask, precision)
+            full_model, restricted, data, fixed, constraints, weights, mask, precision)
         if restricted.batch_shape:
             chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
             batch = len(restricted)
@@ -242,7 +243,7 @@ def score_test(log_density: Callable, restricted: Fit, data, *, fixed: Mapping,
         return jax.device_get(statistic), df, jax.device_get(jax.scipy.stats.chi2.sf(statistic, df))
 
 
-def _full_model(log_density, restricted: Fit, data, fixed, constraints, weights, mask,
+def _full_model(full_model, restricted: Fit, data, fixed, constraints, weights, mask,
                 precision):
     """Validates the inputs of ``score_test``; returns the full model's ``FitSpec``, the
     degrees of freedom, the full parameters of one dataset, and validated host data,
@@ -272,7 +273,7 @@ def _full_model(log_density, restricted: Fit, data, fixed, constraints, weights,
         # A callable start: the (possibly non-finite) estimate of a failed fit must not
         # fail the support check; the fixed values are checked below.
         spec, _, data, weights, mask = _engine._prepare(
-            log_density, lambda _: full, data, method="newton", constraints=constraints,
+            full_model, lambda _: full, data, method="newton", constraints=constraints,
             log_prior=None, cov="observed", weights=weights, mask=mask, max_iter=None,
             gtol=None, precision=precision, batched=batched)
     except KeyError as error:
@@ -309,7 +310,7 @@ def _full_model(log_density, restricted: Fit, data, fixed, constraints, weights,
 # ----- model comparison -------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
-class Comparison:
+class Comparison(Batched):
     """Information criteria of several models fitted to the same data (``jm.compare``).
 
     Arrays have one entry per model along the last axis, in the order of ``names`` (the
@@ -345,6 +346,7 @@ class Comparison:
 
     @property
     def batch_shape(self) -> tuple[int, ...]:
+        """``(B,)`` for a comparison over a batch, ``()`` for a single dataset."""
         return self.aic.shape[:-1]
 
     @property
@@ -356,16 +358,6 @@ class Comparison:
         names = np.array(self.names + (None,), dtype=object)
         return names[np.where(finite.any(axis=-1), index, len(self.names))]
 
-    def __len__(self) -> int:
-        if not self.batch_shape:
-            raise TypeError("len() of a single Comparison; only a batched one has a length")
-        return self.batch_shape[0]
-
-    def __getitem__(self, index) -> Comparison:
-        if not self.batch_shape:
-            raise TypeError("indexing a single Comparison; only a batched one can be indexed")
-        return jax.tree_util.tree_map(lambda leaf: leaf[index], self)
-
     def table(self) -> str:
         """The models sorted by AIC (single dataset), or a summary over the batch: how
         often each model has the lowest AIC and BIC, and its mean Akaike weight."""
@@ -375,9 +367,7 @@ class Comparison:
         return self.table()
 
 
-jax.tree_util.register_dataclass(
-    Comparison, data_fields=["loglik", "n_params", "n_obs", "converged", "aic", "aicc", "bic",
-                             "delta_aic", "weights"], meta_fields=["names"])
+_batched.register(Comparison, meta_fields=("names",))
 
 
 def _single_table(c: Comparison) -> str:

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmle import _batch, _engine, _parameters, _precision, _validation, _xla
+from jaxmle import _batch, _batched, _engine, _parameters, _precision, _validation, _xla
+from jaxmle._batched import Batched
 from jaxmle._fit import Fit
 from jaxmle._objective import likelihood
 from jaxmle._solve import FitSpec
@@ -35,8 +35,10 @@ SAME_RTOL = 1e-5
 SAME_SE = 1e-3
 
 
-class Multistart(NamedTuple):
-    """Result of ``jm.multistart``; a batch adds a leading axis ``B`` to every array.
+@dataclasses.dataclass(frozen=True)
+class Multistart(Batched):
+    """Result of ``jm.multistart``; a batch adds a leading axis ``B`` to every array
+    (``len(result)``, ``result[i]``).
 
     Attributes:
         best: the ``Fit`` of the best start (batched ``Fit`` for a batch).
@@ -55,9 +57,17 @@ class Multistart(NamedTuple):
     distance: jax.Array
 
     @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """``(B,)`` for a batch of datasets, ``()`` for a single one."""
+        return tuple(np.shape(self.n_optima))
+
+    @property
     def multimodal(self):
         """True where more than one distinct optimum was found."""
         return self.n_optima > 1
+
+
+_batched.register(Multistart)
 
 
 def _take(tree, index):
@@ -161,7 +171,8 @@ def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 
 
     Args:
         log_density, init, data, method, constraints, log_prior, cov, weights, max_iter,
-            gtol, precision: as for ``jm.fit`` (``jm.fit_batch`` when ``batched``).
+            gtol, precision: as for ``jm.fit`` (``jm.fit_batch`` when ``batched``);
+            ``log_density`` may be a ``jm.Model``.
         starts: the number ``S`` of default starts (the start itself and ``S - 1`` around
             it, see the module notes), or explicit starts: a pytree like ``init`` with a
             leading axis ``S`` (shared by every dataset of a batch).
@@ -212,4 +223,4 @@ def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 
         one = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
         result = _solve(spec, init_values, user_starts, noise, spread, one(data), one(weights),
                         None, chunk_size)
-        return jax.tree_util.tree_map(lambda leaf: leaf[0], result)
+        return result[0]

@@ -42,8 +42,9 @@ BLOCKED_OBS = 2**20
 
 
 @dataclasses.dataclass(frozen=True)
-class Model:
-    """Static description of the user's model.
+class ModelForm:
+    """The model as the solver sees it (static): the public ``jm.Model``'s functions and
+    the shape of the log-density's output.
 
     Attributes:
         log_density: ``log_density(params, data)`` -> scalar or ``(n,)`` per-observation terms.
@@ -107,14 +108,14 @@ def _block_layout(n: int) -> tuple[int, int]:
     return count, min(n, 8 * -(-n // (8 * count)))
 
 
-def log_prior_of(model: Model, space: ParameterSpace) -> Callable:
+def log_prior_of(model: ModelForm, space: ParameterSpace) -> Callable:
     """``z -> log prior`` of the constrained parameters (0 without a prior)."""
     if model.log_prior is None:
         return lambda z: jnp.zeros((), z.dtype)
     return lambda z: model.log_prior(space.to_constrained(z))
 
 
-def likelihood(model: Model, space: ParameterSpace, data, weights, mask) -> Likelihood:
+def likelihood(model: ModelForm, space: ParameterSpace, data, weights, mask) -> Likelihood:
     """Builds the log-likelihood of one dataset as functions of ``z``."""
     prior = log_prior_of(model, space)
     if not model.per_observation:

@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmle import _engine, _information, _loop, _precision, _xla
+from jaxmle import _batched, _engine, _information, _loop, _precision, _xla
+from jaxmle._batched import Batched
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
 from jaxmle._objective import Objective, likelihood, objective
@@ -56,8 +57,10 @@ BETTER_TOL = 1e-7
 SEARCHING, FOUND, OPEN, FAILED, BETTER = range(5)
 
 
-class Profile(NamedTuple):
-    """Profile-likelihood intervals; a batch adds a leading axis ``B`` to every array.
+@dataclasses.dataclass(frozen=True)
+class Profile(Batched):
+    """Profile-likelihood intervals; a batch adds a leading axis ``B`` to every array
+    (``len(profile)``, ``profile[i]``).
 
     Attributes:
         lower, upper: pytrees like ``params``: the interval ends (NaN where the entry was
@@ -80,7 +83,15 @@ class Profile(NamedTuple):
     better: jax.Array
     better_loglik: jax.Array
     better_params: Any
-    level: float
+    level: float | None = None
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        """``(B,)`` for the profile of a batched fit, ``()`` for a single one."""
+        return tuple(np.shape(self.better))
+
+
+_batched.register(Profile, meta_fields=("level",))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,8 +219,7 @@ def _profile_one(plan: _Plan, target, params, status, data, weights, mask):
         better=better,
         better_loglik=jnp.where(better, -best_f[best] - lik.log_prior(best_z[best]), jnp.nan),
         better_params=jax.tree_util.tree_map(lambda leaf: jnp.where(better, leaf, jnp.nan),
-                                             space.to_constrained(best_z[best])),
-        level=target)
+                                             space.to_constrained(best_z[best])))
 
 
 def _profile_batch(plan, chunk, target, params, status, data, weights, mask):
@@ -252,16 +262,15 @@ def _plan(spec: FitSpec, parameters: Sequence[str] | None) -> _Plan:
     return _Plan(spec, tuple(z_index), tuple(theta_index))
 
 
-def profile(log_density: Callable, fit: Fit, data, *, parameters: Sequence[str] | str | None = None,
-            level: float = 0.95, constraints=None, log_prior: Callable | None = None,
-            weights=None, mask=None, max_iter: int | None = None, gtol: float | None = None,
-            chunk_size: int | None = None) -> Profile:
+def profile(fit: Fit, data, *, parameters: Sequence[str] | str | None = None,
+            level: float = 0.95, weights=None, mask=None, max_iter: int | None = None,
+            gtol: float | None = None, chunk_size: int | None = None) -> Profile:
     """Profile-likelihood confidence intervals for parameters of a single or batched fit.
 
+    The objective profiled is the one the fit maximised (``fit.model``: with a prior, the
+    log-posterior).
+
     Args:
-        log_density: the model that was fitted (a function or a ready model from
-            ``jm.models``), with the same ``constraints`` and ``log_prior`` (with a prior the
-            log-posterior is profiled).
         fit: the ``Fit`` from ``jm.fit``, or a batched one from ``jm.fit_batch`` (then
             ``data``, ``weights`` and ``mask`` carry the same leading axis ``B``).
         data: the data the fit used.
@@ -279,7 +288,7 @@ def profile(log_density: Callable, fit: Fit, data, *, parameters: Sequence[str] 
         >>> import jaxmle as jm
         >>> x = np.random.default_rng(0).exponential(0.5, size=40)
         >>> fit = jm.fit(jm.models.exponential, None, x)
-        >>> prof = jm.profile(jm.models.exponential, fit, x)
+        >>> prof = jm.profile(fit, x)
         >>> lower, upper = float(prof.lower["rate"]), float(prof.upper["rate"])
         >>> bool(lower < fit.params["rate"] < upper), bool(upper - fit.params["rate"] > fit.params["rate"] - lower)
         (True, True)
@@ -287,8 +296,7 @@ def profile(log_density: Callable, fit: Fit, data, *, parameters: Sequence[str] 
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must lie strictly between 0 and 1, got {level!r}")
     spec, data, weights, mask = _engine.prepare_for_fit(
-        log_density, fit, data, constraints=constraints, log_prior=log_prior, weights=weights,
-        mask=mask, max_iter=max_iter, gtol=gtol)
+        fit, data, weights=weights, mask=mask, max_iter=max_iter, gtol=gtol)
     batched = bool(fit.batch_shape)
     precision = _engine.precision_of(fit)
     params = fit.params
@@ -302,4 +310,4 @@ def profile(log_density: Callable, fit: Fit, data, *, parameters: Sequence[str] 
             chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
             result = _profile_batch_compiled(plan, chunk, target, params, fit.status, data,
                                              weights, mask)
-        return jax.device_get(result)._replace(level=level)
+        return dataclasses.replace(jax.device_get(result), level=level)

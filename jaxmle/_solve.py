@@ -40,8 +40,9 @@ import jax.numpy as jnp
 
 from jaxmle import _information, _loop, _optax_solver, _parameters, _reduce
 from jaxmle._fit import Fit
+from jaxmle._model import Model
 from jaxmle._newton import Newton
-from jaxmle._objective import (Likelihood, Model, likelihood, log_prior_of, objective,
+from jaxmle._objective import (Likelihood, ModelForm, likelihood, log_prior_of, objective,
                                per_observation_leaf)
 from jaxmle._status import RUNNING, Status
 
@@ -54,7 +55,7 @@ REDUCED_MAX_ITER = 100  # Newton iterations on a reduced problem (the default of
 class FitSpec:
     """Everything static about a fit: it keys the compiled-function cache."""
 
-    model: Model
+    model: ModelForm
     space: _parameters.ParameterSpace
     solver: object
     init_fn: Callable | None
@@ -62,6 +63,7 @@ class FitSpec:
     max_iter: int
     gtol: float
     xtol: float
+    fitted: Model | None = None  # the user's Model, which each Fit carries
 
 
 def _data_ok(data, active) -> jax.Array:
@@ -133,7 +135,7 @@ def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
         cov=assessed.cov, loglik=assessed.loglik, status=assessed.status,
         n_iter=loop.n_iter, grad_norm=assessed.grad_norm, n_obs=problem.n_obs,
         n_params=space.n_free, names=space.names, method=spec.solver.name,
-        cov_kind=spec.cov_kind)
+        cov_kind=spec.cov_kind, model=spec.fitted)
 
 
 def reduction_for(spec: FitSpec, data_one) -> _reduce.Reduction | None:

@@ -1,8 +1,9 @@
 """Ready models: classic distributions and regressions for ``jm.fit`` / ``jm.fit_batch``.
 
-A ready model is a ``ReadyModel``: a per-observation log-density, its constraints, a
-data-driven start and, where one exists, the closed-form MLE. Pass it in place of the
-log-density, with ``init=None`` for its start (or a start of your own):
+A ready model is a ``ReadyModel``, a ``jm.Model`` (per-observation log-density and
+constraints) with a data-driven start, a simulator and, where one exists, the closed-form
+MLE. Pass it in place of the log-density, with ``init=None`` for its start (or a start of
+your own):
 
     >>> import numpy as np
     >>> import jaxmle as jm
@@ -25,6 +26,7 @@ data (``jax.vmap`` them over a batch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -33,21 +35,21 @@ import jax.numpy as jnp
 from jax.scipy import special, stats
 
 from jaxmle._constraints import ordered, positive, simplex, unit_interval
+from jaxmle._model import Model
 
 # Starts are kept this far inside the unit interval, so that data with all successes or
 # all failures still give a finite start (the fit then reports BOUNDARY).
 _INTERIOR = 1e-3
 
 
-@dataclasses.dataclass(frozen=True)
-class ReadyModel:
-    """A model the engine can fit without further input.
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class ReadyModel(Model):
+    """A ``jm.Model`` the engine can fit without further input.
 
-    Attributes:
+    Attributes (besides ``log_density``, ``constraints`` and ``log_prior``):
         name: short name.
-        log_density: ``log_density(params, data) -> (n,)`` per-observation terms.
-        start: ``start(data) -> params``, a data-driven starting point (traceable).
-        constraints: constraints pytree for ``params``.
+        start: ``start(data) -> params``, a data-driven starting point (traceable), used
+            when a fit is given ``init=None``.
         closed_form: ``closed_form(data) -> params``, the exact MLE, or None.
         parameters: a line describing each parameter.
         closed_form_se: ``closed_form_se(data) -> se``, the standard errors from the inverse
@@ -58,9 +60,7 @@ class ReadyModel:
     """
 
     name: str
-    log_density: Callable
     start: Callable
-    constraints: Any
     closed_form: Callable | None
     parameters: str
     closed_form_se: Callable | None = None
@@ -83,9 +83,10 @@ def _ready(name, log_density, start, constraints, closed_form, parameters, *,
            closed_form_se=None, simulate=None) -> ReadyModel:
     """A ``ReadyModel`` whose functions see float data and whose simulator returns it."""
     return ReadyModel(
-        name, lambda params, data: log_density(params, _floats(data)), _on_floats(start),
-        constraints, _on_floats(closed_form), parameters, _on_floats(closed_form_se),
-        None if simulate is None else (lambda key, params, n: _floats(
+        lambda params, data: log_density(params, _floats(data)), constraints=constraints,
+        name=name, start=_on_floats(start), closed_form=_on_floats(closed_form),
+        parameters=parameters, closed_form_se=_on_floats(closed_form_se),
+        simulate=None if simulate is None else (lambda key, params, n: _floats(
             simulate(key, jax.tree_util.tree_map(jnp.asarray, params), n))))
 
 
@@ -239,10 +240,15 @@ lognormal = _ready(
 
 def categorical(k: int) -> ReadyModel:
     """Codes 0 .. k-1 with probabilities ``probs`` on the simplex (one draw of a multinomial
-    per observation); the MLE is the observed proportions."""
+    per observation); the MLE is the observed proportions. The same ``k`` gives the same
+    Model (and reuses its compiled fits)."""
     if int(k) < 2:
         raise ValueError(f"categorical needs k >= 2 categories, got {k}")
-    k = int(k)
+    return _categorical(int(k))
+
+
+@functools.lru_cache(maxsize=None)
+def _categorical(k: int) -> ReadyModel:
 
     def indicators(x):
         return (x[:, None] == jnp.arange(k, dtype=x.dtype)).astype(jnp.result_type(float))
@@ -422,11 +428,15 @@ def gaussian_mixture(k: int) -> ReadyModel:
     label order is canonical and estimates of different datasets or starts are comparable.
     The likelihood has local optima and is unbounded as a ``sigma`` shrinks onto one
     observation; the start puts the means at the ``(j + 1/2) / k`` quantiles of the data with
-    equal weights and a common ``sigma = sd(x) / k``.
+    equal weights and a common ``sigma = sd(x) / k``. The same ``k`` gives the same Model.
     """
     if int(k) < 2:
         raise ValueError(f"gaussian_mixture needs k >= 2 components, got {k}")
-    k = int(k)
+    return _gaussian_mixture(int(k))
+
+
+@functools.lru_cache(maxsize=None)
+def _gaussian_mixture(k: int) -> ReadyModel:
 
     def log_density(params, x):
         joint = jnp.log(params["weights"]) + stats.norm.logpdf(

@@ -59,8 +59,8 @@ def single():
     x = np.random.default_rng(0).exponential(0.5, N)
     fit = jm.fit(EXPONENTIAL, None, x)
     return x, fit, {
-        "nonparametric": jm.bootstrap(EXPONENTIAL, fit, x, replicates=R, seed=SEED, level=LEVEL),
-        "parametric": jm.bootstrap(EXPONENTIAL, fit, x, replicates=R, seed=SEED, level=LEVEL,
+        "nonparametric": jm.bootstrap(fit, x, replicates=R, seed=SEED, level=LEVEL),
+        "parametric": jm.bootstrap(fit, x, replicates=R, seed=SEED, level=LEVEL,
                                    simulate=_simulate)}
 
 
@@ -127,29 +127,28 @@ def _assert_dataset_equals(batch, b, single):
 
 def test_batch_equals_single_calls_and_respects_the_mask(ragged):
     x, mask, fit = ragged
-    boot = jm.bootstrap(EXPONENTIAL, fit, x, mask=mask, replicates=BATCH_R, seed=SEED,
-                        batched=True)
+    boot = jm.bootstrap(fit, x, mask=mask, replicates=BATCH_R, seed=SEED)
     assert boot.replicates["rate"].shape == (2, BATCH_R) and boot.se["rate"].shape == (2,)
     assert boot.percentile[0]["rate"].shape == (2,) and boot.n_failed.tolist() == [0, 0]
     for b in range(2):
         np.testing.assert_allclose(boot.replicates["rate"][b],
                                    _resampled_rates(SEED + b, x[b][mask[b]], BATCH_R),
                                    rtol=ESTIMATE_RTOL)
-        _assert_dataset_equals(boot, b, jm.bootstrap(EXPONENTIAL, fit[b], x[b][mask[b]],
+        _assert_dataset_equals(boot, b, jm.bootstrap(fit[b], x[b][mask[b]],
                                                      replicates=BATCH_R, seed=SEED + b))
     assert "2 datasets" in str(boot)
 
 
 def test_parametric_batch_keeps_each_datasets_mask(ragged):
     x, mask, fit = ragged
-    boot = jm.bootstrap(EXPONENTIAL, fit, x, mask=mask, replicates=BATCH_R, seed=SEED,
+    boot = jm.bootstrap(fit, x, mask=mask, replicates=BATCH_R, seed=SEED,
                         simulate=_simulate_batch)
     for b in range(2):
         np.testing.assert_allclose(
             boot.replicates["rate"][b],
             _simulated_rates(SEED + b, fit.params["rate"][b], BATCH_N, BATCH_R, mask[b]),
             rtol=ESTIMATE_RTOL)
-    single = jm.bootstrap(EXPONENTIAL, fit[0], x[0], replicates=BATCH_R, seed=SEED,
+    single = jm.bootstrap(fit[0], x[0], replicates=BATCH_R, seed=SEED,
                           simulate=_simulate_batch)
     np.testing.assert_allclose(boot.replicates["rate"][0], single.replicates["rate"], rtol=SAME_RTOL)
     np.testing.assert_allclose(boot.se["rate"][0], single.se["rate"], rtol=SAME_RTOL)
@@ -166,7 +165,7 @@ def test_large_replicate_sets_stream_through_fit_stream(ragged, monkeypatch):
     monkeypatch.setattr(_bootstrap, "fit_stream", spy)
     # A replicate holds 300 values and its start: 2 blocks of 200 fit the budget.
     monkeypatch.setattr(_bootstrap, "MEMORY_BYTES", 200 * (BATCH_N * 8 + 8))
-    boot = jm.bootstrap(EXPONENTIAL, fit[0], x[0], replicates=2 * BATCH_R, seed=SEED)
+    boot = jm.bootstrap(fit[0], x[0], replicates=2 * BATCH_R, seed=SEED)
     assert calls == [BATCH_R]
     np.testing.assert_allclose(boot.replicates["rate"], _resampled_rates(SEED, x[0], 2 * BATCH_R),
                                rtol=ESTIMATE_RTOL)
@@ -181,7 +180,7 @@ def test_failed_replicates_are_counted_left_out_and_warned(ragged):
         return data.at[0].set(jnp.where(jax.random.uniform(key) < 0.1, jnp.nan, data[0]))
 
     with pytest.warns(RuntimeWarning, match="did not converge .*INVALID_DATA"):
-        boot = jm.bootstrap(EXPONENTIAL, fit[0], x[0], replicates=BATCH_R, seed=SEED,
+        boot = jm.bootstrap(fit[0], x[0], replicates=BATCH_R, seed=SEED,
                             simulate=sometimes_invalid)
     ok = boot.fits.converged
     assert 0 < boot.n_failed == (~ok).sum() < BATCH_R / 5
@@ -194,19 +193,17 @@ def test_bad_inputs_raise_clear_errors(ragged):
     x, mask, fit = ragged
     one, data = fit[0], x[0]
     with pytest.raises(ValueError, match="replicates must be an integer >= 2"):
-        jm.bootstrap(EXPONENTIAL, one, data, replicates=1)
+        jm.bootstrap(one, data, replicates=1)
     for level in (0.0, 1.0, 95):
         with pytest.raises(ValueError, match="level must lie strictly between 0 and 1"):
-            jm.bootstrap(EXPONENTIAL, one, data, level=level)
+            jm.bootstrap(one, data, level=level)
     with pytest.raises(ValueError, match="simulate.*shaped like the fit's data"):
-        jm.bootstrap(EXPONENTIAL, one, data, simulate=_simulate)          # N, not 300 values
+        jm.bootstrap(one, data, simulate=_simulate)          # N, not 300 values
     with pytest.raises(ValueError, match="simulate.*shaped like the fit's data"):
-        jm.bootstrap(EXPONENTIAL, one, data, simulate=lambda key, p: (_simulate_batch(key, p),))
+        jm.bootstrap(one, data, simulate=lambda key, p: (_simulate_batch(key, p),))
     with pytest.raises(TypeError, match="simulate.*pytree of arrays"):
-        jm.bootstrap(EXPONENTIAL, one, data, simulate=lambda key, p: None)
-    with pytest.raises(ValueError, match="batched=True but the fit is single"):
-        jm.bootstrap(EXPONENTIAL, one, data, batched=True)
+        jm.bootstrap(one, data, simulate=lambda key, p: None)
     with pytest.raises(ValueError, match="fit has 2 datasets but data has 1"):
-        jm.bootstrap(EXPONENTIAL, fit, x[:1], mask=mask[:1])
+        jm.bootstrap(fit, x[:1], mask=mask[:1])
     with pytest.raises(TypeError, match="fit must be a jm.Fit"):
-        jm.bootstrap(EXPONENTIAL, one.params, data)
+        jm.bootstrap(one.params, data)

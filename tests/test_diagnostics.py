@@ -23,7 +23,7 @@ def _separable(seed: int, overlap: bool):
 def test_separation_is_named_and_an_overlapping_sample_is_clean():
     data = _separable(0, overlap=False)
     fit = jm.fit(jm.models.logistic_regression, None, data)
-    report = jm.diagnose(jm.models.logistic_regression, fit, data)
+    report = jm.diagnose(fit, data)
     assert fit.status == jm.Status.BOUNDARY
     assert report.separation and report.n_separated == N  # complete separation: all of them
     assert "beta[1]" in report.boundary_names()
@@ -32,7 +32,7 @@ def test_separation_is_named_and_an_overlapping_sample_is_clean():
 
     data = _separable(0, overlap=True)
     fit = jm.fit(jm.models.logistic_regression, None, data)
-    report = jm.diagnose(jm.models.logistic_regression, fit, data)
+    report = jm.diagnose(fit, data)
     assert fit.converged and not report.separation and report.n_separated == 0
     assert report.boundary_names() == [] and report.weak_names() == []
 
@@ -40,7 +40,7 @@ def test_separation_is_named_and_an_overlapping_sample_is_clean():
 def test_all_heads_is_a_boundary_estimate_of_p():
     flips = np.ones(3)
     fit = jm.fit(jm.models.bernoulli, None, flips)
-    report = jm.diagnose(jm.models.bernoulli, fit, flips)
+    report = jm.diagnose(fit, flips)
     assert fit.status == jm.Status.BOUNDARY and report.boundary_names() == ["p"]
     assert report.separation and report.n_separated == 3
 
@@ -51,7 +51,7 @@ def test_near_collinear_regressors_are_named_weak_with_the_exact_eigenvalues():
     X = np.column_stack([np.ones(200), x1, x1 + 1e-4 * rng.normal(size=200), rng.normal(size=200)])
     y = X @ np.array([1.0, 0.5, 0.5, -1.0]) + rng.normal(size=200)
     fit = jm.fit(jm.models.linear_regression, None, (X, y))
-    report = jm.diagnose(jm.models.linear_regression, fit, (X, y))
+    report = jm.diagnose(fit, (X, y))
     assert fit.converged and report.weak_names() == ["beta[1]", "beta[2]"]
     # Independent: at the MLE the information is block diagonal, X'X / sigma^2 for beta
     # and 2n for log sigma, so the correlation-form eigenvalues are those of X'X's
@@ -69,7 +69,7 @@ def test_an_unidentified_pair_is_weak_and_singular():
 
     x = np.random.default_rng(2).normal(size=N)
     fit = jm.fit(sum_only, {"a": 0.0, "b": 0.0, "c": 0.0}, x)
-    report = jm.diagnose(sum_only, fit, x)
+    report = jm.diagnose(fit, x)
     assert fit.status == jm.Status.SINGULAR_HESSIAN
     assert report.weak_names() == ["a", "b", "c"]  # c does not enter at all: zero curvature
     assert not report.separation  # a density, not probability masses
@@ -81,7 +81,7 @@ def test_information_matrix_ratios_equal_their_closed_forms():
     for x, misspecified in ((np.random.default_rng(3).normal(1.0, 2.0, 5000), False),
                             (np.random.default_rng(3).standard_t(5.0, 5000), True)):
         fit = jm.fit(jm.models.normal, None, x)
-        report = jm.diagnose(jm.models.normal, fit, x)
+        report = jm.diagnose(fit, x)
         centred = x - x.mean()
         kurtosis = np.mean(centred ** 4) / np.mean(centred ** 2) ** 2
         sigma_ratio = np.sqrt((kurtosis - 1.0) / 2.0)
@@ -107,12 +107,11 @@ def _batch():
 def test_batch_diagnosis_equals_single_ones_and_summarises_failures():
     data = _batch()
     fits = jm.fit_batch(jm.models.logistic_regression, None, data)
-    batch = jm.diagnose(jm.models.logistic_regression, fits, data)
+    batch = jm.diagnose(fits, data)
     assert batch.separation.tolist() == [False, False, True, False, False]
     for b in (0, 2):
         single_data = (data[0][b], data[1][b])
-        single = jm.diagnose(jm.models.logistic_regression,
-                             jm.fit(jm.models.logistic_regression, None, single_data), single_data)
+        single = jm.diagnose(jm.fit(jm.models.logistic_regression, None, single_data), single_data)
         one = batch[b]
         np.testing.assert_allclose(one.eigenvalues, single.eigenvalues, rtol=1e-8)
         assert one.boundary_names() == single.boundary_names()
@@ -132,7 +131,7 @@ def test_refit_replaces_only_failures_that_the_new_fit_fixes():
     far = {"rate": 50.0}
     first = jm.fit_batch(jm.models.exponential, far, X, max_iter=2)
     assert not first.converged.any()
-    again = jm.refit(jm.models.exponential, first, far, X)
+    again = jm.refit(first, X, init=far)
     fixed = np.array([True, True, True, False, True, True])
     assert again.converged.tolist() == fixed.tolist()
     np.testing.assert_allclose(again.params["rate"][fixed], 1.0 / X[fixed].mean(axis=1),
@@ -143,7 +142,7 @@ def test_refit_replaces_only_failures_that_the_new_fit_fixes():
     # Selected but already converged: kept unless the new fit is better; unselected untouched.
     which = np.array([True, False, False, False, False, False])
     full = jm.fit_batch(jm.models.exponential, None, X)
-    kept = jm.refit(jm.models.exponential, full, None, X, which=which, method="bfgs")
+    kept = jm.refit(full, X, which=which, method="bfgs")
     np.testing.assert_array_equal(kept.params["rate"], full.params["rate"])
 
 
@@ -157,7 +156,7 @@ def test_refit_with_several_starts_finds_the_better_mixture_optimum():
     local = {"weights": np.array([0.5, 0.5]), "mu": np.array([-4.0, 2.0]), "sigma": np.ones(2)}
     single = jm.fit_batch(model, local, X)
     assert single.converged.all()
-    best = jm.refit(model, single, local, X, which=np.array([True, False]), starts=8)
+    best = jm.refit(single, X, init=local, which=np.array([True, False]), starts=8)
     assert best.converged.all() and best.loglik[0] > single.loglik[0] + 20.0
     assert best.loglik[1] == single.loglik[1]  # not selected: untouched
     assert best.method == "newton, refit newton x8 starts"
@@ -167,10 +166,10 @@ def test_bad_requests_raise_clear_errors():
     X = np.random.default_rng(7).exponential(2.0, size=(3, N))
     fits = jm.fit_batch(jm.models.exponential, None, X)
     with pytest.raises(TypeError, match="batched jm.Fit"):
-        jm.refit(jm.models.exponential, fits[0], None, X[0])
+        jm.refit(fits[0], X[0])
     with pytest.raises(ValueError, match="boolean array of shape"):
-        jm.refit(jm.models.exponential, fits, None, X, which=np.array([0, 1, 0]))
+        jm.refit(fits, X, which=np.array([0, 1, 0]))
     with pytest.raises(ValueError, match="fit has 3 datasets but data has 2"):
-        jm.diagnose(jm.models.exponential, fits, X[:2])
+        jm.diagnose(fits, X[:2])
     with pytest.raises(TypeError, match="index the batched Diagnosis first"):
-        jm.diagnose(jm.models.exponential, fits, X).weak_names()
+        jm.diagnose(fits, X).weak_names()

@@ -26,7 +26,7 @@ def _roots(drop, estimate, below, above):
 def test_exponential_rate_equals_the_exact_likelihood_ratio_interval():
     x = np.random.default_rng(0).exponential(0.5, size=40)
     fit = jm.fit(jm.models.exponential, None, x)
-    prof = jm.profile(jm.models.exponential, fit, x)
+    prof = jm.profile(fit, x)
     n, total = len(x), x.sum()
     rate = n / total
     loglik = lambda r: n * np.log(r) - r * total
@@ -39,7 +39,7 @@ def test_exponential_rate_equals_the_exact_likelihood_ratio_interval():
 def test_normal_profiles_match_root_finding_and_sigma_is_asymmetric():
     x = np.random.default_rng(1).normal(1.0, 2.0, size=30)
     fit = jm.fit(jm.models.normal, None, x)
-    prof = jm.profile(jm.models.normal, fit, x)
+    prof = jm.profile(fit, x)
     n, mean, sd = len(x), x.mean(), x.std()
     # Profiles with the other parameter maximised out in closed form.
     drop_sigma = lambda s: n * np.log(s / sd) + n * sd**2 / (2 * s**2) - n / 2
@@ -63,7 +63,7 @@ def test_a_profile_that_finds_a_better_optimum_reports_it_instead_of_intervals()
     centers = np.array([-1.0, 1.0])
     local = jm.fit(_bimodal, {"a": -1.2, "b": 0.0}, centers)
     assert local.converged and local.params["a"] < 0  # the lower mode
-    prof = jm.profile(_bimodal, local, centers)
+    prof = jm.profile(local, centers)
     assert prof.better and prof.better_loglik > local.loglik
     assert np.isnan(prof.lower["a"]) and np.isnan(prof.upper["b"])
     refit = jm.fit(_bimodal, prof.better_params, centers)
@@ -79,7 +79,7 @@ def test_open_end_and_failed_fit_are_flagged_not_invented():
     x = np.random.default_rng(0).standard_t(8.0, size=100)
     fit = jm.fit(jm.models.student_t, None, x)
     assert fit.converged
-    prof = jm.profile(jm.models.student_t, fit, x, parameters=["df", "loc"])
+    prof = jm.profile(fit, x, parameters=["df", "loc"])
     assert prof.upper_open["df"] and prof.upper["df"] == np.inf
     assert not prof.lower_open["df"] and 1.0 < prof.lower["df"] < fit.params["df"]
     assert prof.lower["loc"] < fit.params["loc"] < prof.upper["loc"]
@@ -87,7 +87,7 @@ def test_open_end_and_failed_fit_are_flagged_not_invented():
 
     stalled = jm.fit(jm.models.student_t, None, np.random.default_rng(2).standard_t(8.0, size=100))
     assert not stalled.converged
-    prof = jm.profile(jm.models.student_t, stalled, np.random.default_rng(2).standard_t(8.0, size=100),
+    prof = jm.profile(stalled, np.random.default_rng(2).standard_t(8.0, size=100),
                       parameters=["df", "loc"])  # the plan above: no second compilation
     assert prof.failed["df"] and prof.failed["loc"] and all(np.isnan(v) for v in prof.lower.values())
 
@@ -96,11 +96,11 @@ def test_batch_equals_single_profiles():
     X = np.random.default_rng(3).normal(1.0, 2.0, size=(6, 30))
     X[4] = np.nan  # a failed dataset in the batch changes nobody else's intervals
     fits = jm.fit_batch(jm.models.normal, None, X)
-    batch = jm.profile(jm.models.normal, fits, X)
+    batch = jm.profile(fits, X)
     assert batch.lower["sigma"].shape == (6,) and batch.better.shape == (6,)
     assert batch.failed["mu"][4] and np.isnan(batch.upper["mu"][4])
     for b in (0, 5):
-        single = jm.profile(jm.models.normal, jm.fit(jm.models.normal, None, X[b]), X[b])
+        single = jm.profile(jm.fit(jm.models.normal, None, X[b]), X[b])
         for key in ("mu", "sigma"):
             np.testing.assert_allclose(batch.lower[key][b], single.lower[key], rtol=1e-10)
             np.testing.assert_allclose(batch.upper[key][b], single.upper[key], rtol=1e-10)
@@ -111,10 +111,10 @@ def test_bad_requests_raise_clear_errors():
     model = jm.models.categorical(3)
     fit = jm.fit(model, None, x)
     with pytest.raises(ValueError, match="cannot profile .*probs.*reparameterise"):
-        jm.profile(model, fit, x, parameters="probs")
+        jm.profile(fit, x, parameters="probs")
     with pytest.raises(ValueError, match="nothing to profile"):
-        jm.profile(model, fit, x)
+        jm.profile(fit, x)
     with pytest.raises(ValueError, match="unknown parameters"):
-        jm.profile(model, fit, x, parameters="p")
+        jm.profile(fit, x, parameters="p")
     with pytest.raises(ValueError, match="level"):
-        jm.profile(model, fit, x, level=1.5)
+        jm.profile(fit, x, level=1.5)
