@@ -3,7 +3,7 @@
 The likelihood p^3 keeps rising all the way to p = 1, so the MLE sits on the boundary of
 the parameter space: there is no interior optimum with a finite standard error. jaxmle says
 so (status BOUNDARY, ``converged`` False) instead of reporting a confident 1.0 +/- 0.
-A Beta(2, 2) prior, passed as ``log_prior=``, pulls the estimate inside: the MAP, the mode of
+A Beta(2, 2) prior, a ``jm.Model`` with ``log_prior=``, pulls the estimate inside: the MAP, the mode of
 the Beta(heads + 2, tails + 2) posterior, is (3 + 2 - 1) / (3 + 2 + 2 - 2) = 0.8 exactly, and
 that fit converges. The plot shows the likelihood, prior and posterior (each scaled to
 maximum 1) with the MLE and MAP marked.
@@ -31,8 +31,10 @@ def main(heads: int = 3, flips: int = 3, a: float = 2.0, b: float = 2.0, out="pl
         print("  the likelihood keeps rising up to p = 1: no interior optimum with a finite "
               "standard error exists, so the fit is flagged, not trusted")
 
-    map_fit = jm.fit(jm.models.bernoulli, None, y,
-                     log_prior=lambda params: beta.logpdf(params["p"], a, b))
+    bernoulli = jm.models.bernoulli
+    with_prior = jm.Model(bernoulli.log_density, constraints=bernoulli.constraints,
+                          log_prior=lambda params: beta.logpdf(params["p"], a, b))
+    map_fit = jm.fit(with_prior, bernoulli.start, y)
     map_p, expected = float(map_fit.params["p"]), (heads + a - 1) / (flips + a + b - 2)
     lower, upper = (float(bound["p"]) for bound in map_fit.conf_int(0.95))
     print(f"MAP with a Beta({a:g}, {b:g}) prior: p = {map_p:.10f} "

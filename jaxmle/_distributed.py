@@ -10,6 +10,7 @@ collective needs cross-process CPU collectives (``jax_cpu_collectives_implementa
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import zlib
 
@@ -96,7 +97,9 @@ def gather_fits(local_fit: Fit) -> Fit:
         return local_fit
     leaves, treedef = jax.tree_util.tree_flatten(local_fit)
     leaves = [np.asarray(leaf) for leaf in leaves]
-    sizes = _shard_sizes(len(local_fit), _layout(treedef, leaves))
+    # The model holds functions whose reprs carry per-process addresses: compare the rest.
+    sizes = _shard_sizes(len(local_fit), _layout(
+        jax.tree_util.tree_structure(dataclasses.replace(local_fit, model=None)), leaves))
     largest = int(sizes.max())
     # process_allgather moves arrays through a jitted identity, which outside an x64 scope
     # would truncate float64 and int64 leaves to 32 bits.
