@@ -276,7 +276,8 @@ class GroupFits:
         return frame
 
 
-def fit_chunk(rows: GroupedRows, chunk: Chunk, fitter: Callable, bar: _progress.Progress) -> GroupFits:
+def fit_chunk(rows: GroupedRows, chunk: Chunk, fitter: Callable,
+              bar: _progress.Progress | _progress.Callback) -> GroupFits:
     """Fits the groups of ``chunk``, block by block.
 
     ``fitter(blocks, block_size=...)`` is ``fit_stream`` with the model and options bound.
@@ -304,7 +305,8 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
                method="newton", constraints=None, log_prior: Callable | None = None,
                cov: str = "observed", max_iter: int | None = None, gtol: float | None = None,
                precision: str = "float64", chunk_groups: int = DEFAULT_CHUNK_GROUPS,
-               progress: bool = False, progress_stream: TextIO | None = None) -> GroupFits:
+               progress: _progress.ProgressArg = False,
+               progress_stream: TextIO | None = None) -> GroupFits:
     """Fits every group of long-format data: one row per observation, a label per row.
 
     The rows of each group form one dataset. Groups are padded to bucket lengths (powers
@@ -324,8 +326,9 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
         intercept: put a column of ones in front of ``x``.
         method, constraints, log_prior, cov, max_iter, gtol, precision: as in ``fit_batch``.
         chunk_groups: at most this many groups are gathered and fitted at a time.
-        progress: write a progress line (groups done / total, rate) to ``progress_stream``
-            (stderr by default).
+        progress: True writes a progress line (groups done / total, rate) to
+            ``progress_stream`` (stderr by default); a callable ``progress(done, total)``
+            is called instead after each block of groups (e.g. to drive a tqdm bar).
 
     Returns:
         ``GroupFits``: ``labels`` (sorted), a batched ``fit`` aligned with them, ``n_rows``
@@ -352,8 +355,7 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
     fitter = functools.partial(fit_stream, log_density, init, method=method,
                                constraints=constraints, log_prior=log_prior, cov=cov,
                                max_iter=max_iter, gtol=gtol, precision=precision)
-    bar = _progress.Progress(rows.labels.size, enabled=progress, stream=progress_stream,
-                             noun="groups")
+    bar = _progress.reporter(progress, int(rows.labels.size), stream=progress_stream, noun="groups")
     parts = [(chunk.members, fit_chunk(rows, chunk, fitter, bar))
              for chunk in rows.chunks(chunk_groups)]
     bar.close()

@@ -1,10 +1,14 @@
-"""A dependency-free progress line for long batched jobs: datasets done, rate, time left."""
+"""Progress of long batched jobs: a dependency-free line (datasets done, rate, time left),
+or the user's own callable ``progress(done, total)`` (to drive tqdm, rich, a log ...)."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Callable, TextIO, Union
+
+#: What ``progress=`` takes: a bool (True writes the progress line) or ``progress(done, total)``.
+ProgressArg = Union[bool, Callable[[int, "int | None"], object]]
 
 
 class Progress:
@@ -66,3 +70,47 @@ class Progress:
         else:
             self.stream.write(self.line(now) + "\n")
         self.stream.flush()
+
+
+class Callback:
+    """Calls ``function(done, total)`` after each finished piece of work.
+
+    ``done`` counts what is finished so far (an int); ``total`` is the count expected, or
+    None when unknown. The last call has ``done`` equal to everything fitted.
+    """
+
+    def __init__(self, function: Callable, total: int | None):
+        self.function, self.total, self.done = function, total, 0
+
+    def update(self, datasets: int) -> None:
+        """Counts ``datasets`` more as done and reports the running count."""
+        self.done += datasets
+        self.function(self.done, self.total)
+
+    def close(self) -> None:
+        """Nothing to end: every update was reported."""
+
+
+def reporter(progress: ProgressArg, total: int | None, *, stream: TextIO | None = None,
+             noun: str = "datasets") -> Progress | Callback:
+    """The reporter for a public function's ``progress=`` argument.
+
+    Args:
+        progress: False (silent), True (the progress line on ``stream``), or a callable
+            ``progress(done, total)`` called after each block of work.
+        total: the count expected, or None when unknown.
+        stream: where the progress line goes (stderr by default).
+        noun: what is counted, for the progress line.
+
+    Returns:
+        An object with ``update(n)`` and ``close()``.
+
+    Raises:
+        TypeError: ``progress`` is neither a bool nor callable.
+    """
+    if callable(progress) and not isinstance(progress, bool):
+        return Callback(progress, total)
+    if not isinstance(progress, (bool, int)):
+        raise TypeError(f"progress must be a bool or a callable progress(done, total), "
+                        f"got {type(progress).__name__}")
+    return Progress(total, enabled=bool(progress), stream=stream, noun=noun)

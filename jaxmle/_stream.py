@@ -32,7 +32,8 @@ class Block:
 
 
 def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int,
-               total: int | None = None, progress: bool = False, progress_stream: TextIO | None = None,
+               total: int | None = None, progress: _progress.ProgressArg = False,
+               progress_stream: TextIO | None = None,
                method="newton", constraints=None, log_prior: Callable | None = None,
                cov: str = "observed", max_iter: int | None = None, gtol: float | None = None,
                precision: str = "float64",
@@ -49,8 +50,9 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
         blocks: an iterable (a generator reading files, a simulator ...) of blocks.
         block_size: the largest block; every block is padded to it, so nothing recompiles.
         total: datasets expected overall, for the progress line (optional).
-        progress: write a progress line (datasets done, fits/s, time left) to
-            ``progress_stream`` (stderr by default).
+        progress: True writes a progress line (datasets done, fits/s, time left) to
+            ``progress_stream`` (stderr by default); a callable ``progress(done, total)``
+            is called instead after each block (``total`` as given, possibly None).
         method, constraints, log_prior, cov, max_iter, gtol, precision, chunk_size:
             as in ``fit_batch``.
 
@@ -75,7 +77,7 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
     block_size = int(block_size)
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    bar = _progress.Progress(total, enabled=progress, stream=progress_stream)
+    bar = _progress.reporter(progress, total, stream=progress_stream)
     first_spec, pending = None, None
     for number, block in enumerate(blocks):
         block = block if isinstance(block, Block) else Block(block)
@@ -108,7 +110,7 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
     bar.close()
 
 
-def _finished(dispatched: tuple[Fit, int], bar: _progress.Progress) -> Fit:
+def _finished(dispatched: tuple[Fit, int], bar: _progress.Progress | _progress.Callback) -> Fit:
     fits = _engine.fetch(*dispatched)
     bar.update(dispatched[1])
     return fits

@@ -63,7 +63,13 @@ def test_sorted_input_and_small_chunks_give_the_same_results(normal_groups):
     values, labels, fits = normal_groups
     order = np.argsort(labels, kind="stable")  # already grouped: no sort inside
     assert _groups.GroupedRows.build(values[order], labels[order]).order is None
-    chunked = jm.fit_groups(jm.models.normal, None, values[order], labels[order], chunk_groups=8)
+    calls = []
+    chunked = jm.fit_groups(jm.models.normal, None, values[order], labels[order], chunk_groups=8,
+                            progress=lambda done, total: calls.append((done, total)))
+    # A callable progress hears the running count after each block, ending at every group.
+    assert len(calls) >= GROUPS // 8 and calls[-1] == (GROUPS, GROUPS)
+    assert all(total == GROUPS for _, total in calls)
+    assert all(a < b for (a, _), (b, _) in zip(calls, calls[1:]))
     np.testing.assert_array_equal(chunked.labels, fits.labels)
     np.testing.assert_array_equal(chunked.fit.params["mu"], fits.fit.params["mu"])
     np.testing.assert_array_equal(chunked.fit.loglik, fits.fit.loglik)

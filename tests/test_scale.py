@@ -182,6 +182,15 @@ def test_stream_masks_progress_and_errors():
     np.testing.assert_array_equal(streamed.n_obs, mask.sum(axis=1))
     np.testing.assert_allclose(streamed.params["rate"], whole.params["rate"], rtol=REGROUP_RTOL)
     assert "fitted 10 / 10 datasets (100%)" in out.getvalue()
+    calls = []  # a callable instead of the line: called once per block, total as given
+    jm.concat_fits(jm.fit_stream(
+        expon.log_density, expon.init, (jm.Block(x[i:i + 4], mask=mask[i:i + 4]) for i in (0, 4, 8)),
+        block_size=4, progress=lambda done, total: calls.append((done, total)),
+        constraints=expon.constraints))
+    assert calls == [(4, None), (8, None), (10, None)]
+    with pytest.raises(TypeError, match="progress must be a bool or a callable"):
+        list(jm.fit_stream(expon.log_density, expon.init, [x[:4]], block_size=4,
+                           progress="yes", constraints=expon.constraints))
 
     with pytest.raises(ValueError, match="more than block_size=4"):
         list(jm.fit_stream(expon.log_density, expon.init, [x[:5]], block_size=4,
