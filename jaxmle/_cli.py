@@ -1,9 +1,8 @@
 """The ``jaxmle`` command line: fit every group of a CSV or Parquet table, list the ready
-models, run the closed-form benchmark.
+models.
 
     jaxmle fit sales.csv --model poisson --value units --group store -o rates.csv
     jaxmle models
-    jaxmle bench
 
 Exit codes (``EXIT_*`` below):
     0    results written, every group converged;
@@ -31,7 +30,6 @@ import os
 import pathlib
 import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -47,8 +45,6 @@ EXIT_OK, EXIT_FAILED_GROUPS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 READY = {name: model for name, model in vars(models).items() if isinstance(model, models.ReadyModel)}
 FACTORIES = {"categorical": models.categorical, "gaussian_mixture": models.gaussian_mixture}
-# The closed-form benchmark of a source checkout (``pip install -e .``).
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 CHUNKS_SUFFIX = ".jaxmle-chunks"
 
 FIT_EXAMPLES = """\
@@ -154,16 +150,6 @@ def _parser() -> argparse.ArgumentParser:
         "parameters, constraints and the columns they take.",
         epilog="example:\n  jaxmle models", formatter_class=argparse.RawDescriptionHelpFormatter)
     listing.set_defaults(run=_models)
-
-    bench = commands.add_parser(
-        "bench", help="run the closed-form benchmark (quick by default)",
-        description="Runs benchmarks/closed_forms.py of a source checkout: every method "
-        "against every closed-form model, Cramer-Rao ratios, Wald coverage, 1/sqrt(n).",
-        epilog="examples:\n  jaxmle bench                 # quick: about 5 minutes on 2 CPU cores\n"
-        "  jaxmle bench --full --plot plots", formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("--full", action="store_true", help="10,000 datasets x 1,000 (long)")
-    bench.add_argument("--plot", metavar="DIR", help="write shrinkage.png to DIR")
-    bench.set_defaults(run=_bench)
     return parser
 
 
@@ -193,16 +179,6 @@ def _models(args) -> int:
     print(f"\ncategorical(K) and gaussian_mixture(K) take any K >= 2: --model 'categorical(4)'.")
     print("A model of your own: --model FILE.py:FUNCTION (see 'jaxmle fit --help').")
     return EXIT_OK
-
-
-# ----- jaxmle bench -------------------------------------------------------------------
-def _bench(args) -> int:
-    script = BENCHMARKS / "closed_forms.py"
-    if not script.is_file():
-        raise CliError(f"jaxmle bench runs benchmarks/closed_forms.py of a source checkout "
-                       f"(pip install -e . in the repository); not found at {script}")
-    command = [sys.executable, str(script)] + ([] if args.full else ["--quick"])
-    return subprocess.run(command + (["--plot", args.plot] if args.plot else [])).returncode
 
 
 # ----- jaxmle fit ---------------------------------------------------------------------

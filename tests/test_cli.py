@@ -193,7 +193,7 @@ def test_parquet_without_pyarrow_is_one_line(tmp_path, capsys, monkeypatch):
 
 def test_help_has_examples_and_exit_codes(capsys):
     texts = {}
-    for command in ("fit", "models", "bench"):
+    for command in ("fit", "models"):
         with pytest.raises(SystemExit) as exit_:
             _cli.main([command, "--help"])
         texts[command] = capsys.readouterr().out
@@ -210,15 +210,11 @@ def test_models_lists_parameters_and_constraints(capsys):
     assert "sigma positive" in out and "probs simplex" in out and "categorical(K)" in out
 
 
-def test_bench_runs_the_closed_form_script(tmp_path, capfd, monkeypatch):
-    monkeypatch.setattr(_cli, "BENCHMARKS", tmp_path)
-    assert _cli.main(["bench"]) == _cli.EXIT_ERROR
-    assert "benchmarks/closed_forms.py" in capfd.readouterr().err
-    write(tmp_path / "closed_forms.py", "import sys\nprint('args', sys.argv[1:])\nsys.exit(3)\n")
-    assert _cli.main(["bench"]) == 3
-    assert "args ['--quick']" in capfd.readouterr().out
-    assert _cli.main(["bench", "--full", "--plot", "p"]) == 3
-    assert "args ['--plot', 'p']" in capfd.readouterr().out
+def test_there_is_no_bench_command(capsys):
+    # Benchmarks are scripts of a source checkout (python benchmarks/closed_forms.py).
+    with pytest.raises(SystemExit) as exit_:
+        _cli.main(["bench"])
+    assert exit_.value.code == 2 and "invalid choice: 'bench'" in capsys.readouterr().err
 
 
 def test_installed_script_keeps_compiled_fits_unless_told_not_to(tmp_path):
