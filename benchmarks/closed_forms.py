@@ -232,8 +232,15 @@ if __name__ == "__main__":
     parser.add_argument("--plot", metavar="DIR", help="write shrinkage.png there")
     parser.add_argument("--quick", action="store_true",
                         help="400 datasets x 200, n up to 3,000 (a smoke run)")
+    parser.add_argument("--write-results", action="store_true",
+                        help="write the printed tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
-    if args.quick:
-        main(400, 200, args.models, args.methods, SIZES[:6], 400, args.plot)
-    else:
-        main(args.datasets, args.obs, args.models, args.methods, plot_dir=args.plot)
+    import _report
+
+    with _report.results_section("closed_forms", "Convergence against the closed forms: "
+                                 "`python benchmarks/closed_forms.py --plot docs/images`",
+                                 "optax", write=args.write_results):
+        if args.quick:
+            main(400, 200, args.models, args.methods, SIZES[:6], 400, args.plot)
+        else:
+            main(args.datasets, args.obs, args.models, args.methods, plot_dir=args.plot)

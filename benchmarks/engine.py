@@ -78,5 +78,12 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=1_000)
     parser.add_argument("--methods", default="newton,bfgs,lbfgs")
+    parser.add_argument("--write-results", action="store_true",
+                        help="write the printed tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
-    main(args.datasets, tuple(args.methods.split(",")))
+    import _report
+
+    with _report.results_section("engine", "Engine, by method: `python benchmarks/engine.py "
+                                 f"--datasets {args.datasets} --methods {args.methods}`",
+                                 write=args.write_results, fenced=True):
+        main(args.datasets, tuple(args.methods.split(",")))

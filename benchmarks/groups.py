@@ -159,9 +159,17 @@ if __name__ == "__main__":
                         help="(internal) time one layout of the comparison in this process")
     parser.add_argument("--chunk-groups", type=int, default=_groups.DEFAULT_CHUNK_GROUPS)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--write-results", action="store_true",
+                        help="write the printed tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
     if args.layout:
         print(json.dumps(layout_run(args.layout, args.groups, args.min_size, args.max_size,
                                     args.seed)))
     else:
-        main(args.groups, args.min_size, args.max_size, args.compare, args.chunk_groups, args.seed)
+        import _report
+
+        with _report.results_section("groups", "Grouped data: `python benchmarks/groups.py "
+                                     f"--groups {args.groups}`", "pandas",
+                                     write=args.write_results):
+            main(args.groups, args.min_size, args.max_size, args.compare, args.chunk_groups,
+                 args.seed)

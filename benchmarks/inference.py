@@ -79,5 +79,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", type=int, default=10_000)
     parser.add_argument("--obs", type=int, default=1_000)
+    parser.add_argument("--write-results", action="store_true",
+                        help="write the printed tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
-    main(args.datasets, args.obs)
+    import _report
+
+    with _report.results_section("inference", "Inference over a batch: "
+                                 "`python benchmarks/inference.py`", write=args.write_results):
+        main(args.datasets, args.obs)

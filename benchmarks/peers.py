@@ -694,16 +694,25 @@ def main() -> None:
     parser.add_argument("--loop-fits", type=int, default=100,
                         help="datasets fitted by the Python loops (times extrapolated)")
     parser.add_argument("--repeats", type=int, default=3, help="steady calls per method")
+    parser.add_argument("--write-results", action="store_true",
+                        help="write the printed tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
     loop_fits = min(args.loop_fits, 20) if args.quick else args.loop_fits
-    print(f"jax {jax.__version__}, jaxmle newton = jm.fit_batch default; float64; steady = median "
-          f"of {args.repeats} calls; 'matched' = max rel err <= {MATCHED:g}")
-    with jax.enable_x64(True):
-        jax.jit(jnp.sin)(1.0)  # JAX's one-off start-up, so that it is not in the first timing
-        for w in workloads(args.datasets, args.quick, args.only):
-            rows = run(w, loop_fits, args.repeats)
-            print_table(w, rows)
-            print_targets(w, rows)
+    import _report
+
+    name = "peers" if args.only is None else f"peers_{args.only}"
+    command = "python benchmarks/peers.py" + (f" --only {args.only}" if args.only else "")
+    with _report.results_section(name, f"Side by side with the peers: `{command}`", "optimistix",
+                                 "jaxopt", "optax", "scipy", "statsmodels",
+                                 write=args.write_results, fenced=True):
+        print(f"jaxmle newton = jm.fit_batch default; float64; steady = median of {args.repeats} "
+              f"calls; 'matched' = max rel err <= {MATCHED:g}")
+        with jax.enable_x64(True):
+            jax.jit(jnp.sin)(1.0)  # JAX's one-off start-up, so that it is not in the first timing
+            for w in workloads(args.datasets, args.quick, args.only):
+                rows = run(w, loop_fits, args.repeats)
+                print_table(w, rows)
+                print_targets(w, rows)
 
 
 if __name__ == "__main__":

@@ -170,15 +170,23 @@ def main() -> None:
     parser.add_argument("--max-obs", type=int, default=100_000)
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument("--write-results", action="store_true",
+                        help="write the printed tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
     if args.memory_child:
         print(json.dumps(measure_memory(*map(int, args.memory_child.split(",")))))
         return
     if args.quick:
         args.max_datasets, args.max_obs = 4_000, 4_000
-    growth(args.max_datasets, args.max_obs)
-    memory([(1_000, 1_000), (10_000, 1_000), (args.max_datasets, 1_000), (1_000, args.max_obs)])
-    stragglers(2_000 if args.quick else 10_000)
+    import _report
+
+    with _report.results_section("scale", "Growth, memory, stragglers: `python benchmarks/"
+                                 f"scale.py --max-datasets {args.max_datasets} --max-obs "
+                                 f"{args.max_obs}`", write=args.write_results, fenced=True):
+        growth(args.max_datasets, args.max_obs)
+        memory([(1_000, 1_000), (10_000, 1_000), (args.max_datasets, 1_000),
+                (1_000, args.max_obs)])
+        stragglers(2_000 if args.quick else 10_000)
 
 
 if __name__ == "__main__":

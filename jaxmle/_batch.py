@@ -50,10 +50,9 @@ MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills t
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
 # Batches of at least this many data elements first fit each dataset's reduced problem
-# (``_solve.reduced_start_one``). It saves most passes over the data, about 2-4e-8 s per
-# data element (Normal, Gamma) on a 2-core CPU, but its second Newton loop adds about 2 s
-# to the first call: it pays back within one call from about 1e8 elements
-# (``benchmarks/first_call.py``, RESULTS.md).
+# (``_solve.reduced_start_one``). It saves most passes over the data, but its second
+# Newton loop lengthens the first call: it pays back within one call from about 1e8
+# elements (``benchmarks/first_call.py``; the measurements are in ``docs/design.md``).
 REDUCE_MIN_ELEMENTS = 2**27
 
 
@@ -101,12 +100,9 @@ def layout(batch: int, chunk_size: int, devices: int) -> Layout:
     A layout that covers the batch exactly, with chunks of at least 3/4 of ``chunk_size``, is
     preferred (the fewest windows if they split the chunks evenly, else windows of at least
     ``WINDOW_CHUNKS // 4`` chunks): padding costs a copy of the whole batch into fresh
-    memory, whose page faults make it slow and erratic (measured: 1 GB, 0.19-3.3 s;
-    128,000 Normal datasets ran 6.6 s padded to 128,016, 5.1 s in chunks of 125 unpadded;
-    1,000 Normal datasets of 128,000 observations from an aligned array, 5 calls in each of
-    two processes: padded to 63 windows of 16 chunks of one, 0.81-3.8 s; in 100 windows of
-    10, 0.48-0.70 s). Otherwise padding is kept below one dataset per chunk (a remainder
-    chunk would compile the body a second time).
+    memory, whose page faults make it slow and erratic (measurements in ``docs/design.md``).
+    Otherwise padding is kept below one dataset per chunk (a remainder chunk would compile
+    the body a second time).
     """
     devices = max(1, min(devices, batch))
     per_device = -(-batch // devices)
@@ -135,10 +131,8 @@ def _solve_device(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
     """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere.
 
     The windows run one after another, each reading its datasets' data, weights and mask
-    from the device's arrays in place: slicing a window out copied it (measured, both
-    programs in one process, alternating calls, steady medians of two runs: 10,000 x 1,000
-    Normal in 5 windows 0.152-0.156 -> 0.130-0.133 s, Gamma 0.249-0.264 -> 0.216-0.237 s,
-    1,000 logistic regressions in 2 windows 0.212-0.276 -> 0.206-0.267 s).
+    from the device's arrays in place: slicing a window out copied it, and was slower
+    (``docs/design.md``).
     """
     window = lambda index: _solve_window(spec, lay, index, starts, data, weights, mask, valid)
     return _unchunked(jax.lax.map(window, jnp.arange(lay.windows)))

@@ -25,10 +25,8 @@ NaN: the bootstrap describes the distribution of an MLE, and there is none to de
 **Resampled copies, not frequency weights.** A resample is materialised (``x[indices]``)
 rather than given as multinomial counts in ``weights=`` on the original data:
 ``fit_batch`` needs every data leaf with the batch axis, so the weighted form copies the
-data as well and adds the weights. Measured on the project's 2-core CPU (1,000 replicates,
-generation + ``fit_batch``, steady): exponential n = 2,000: 37 ms copies vs 118 ms counts;
-Normal n = 2,000: 0.14 vs 0.23 s; logistic regression n = 1,000, p = 3: 0.28 vs 0.31 s.
-Copies also work with a scalar (total) log-density, which cannot take weights.
+data as well and adds the weights; copies were faster in every case measured
+(``docs/design.md``). Copies also work with a scalar (total) log-density, which cannot take weights.
 
 **One call.** All replicates of all datasets are fitted in one ``jm.fit_batch`` call, each
 warm-started at its dataset's estimate. When their data would exceed ``MEMORY_BYTES`` they

@@ -3,13 +3,10 @@
 A two-parameter model (Normal, Gamma, Weibull, log-normal, ...) has 2 x 2 Hessians, which
 one Jacobi rotation diagonalises in closed form: a few elementwise operations, vectorised
 across a batch, and no LAPACK call. On CPU both matter: JAX's first LAPACK call in a process
-loads its LAPACK bindings from SciPy (0.24 s in a profile, in every fresh process, with the
-persistent compilation cache as well: ``benchmarks/first_call.py``'s cached single fit
-0.63 -> 0.32-0.38 s, uncached 1.04 -> 0.87-0.88 s), and LAPACK decomposes a batch one
-matrix at a time (10,000 2 x 2 matrices: 0.28 ms, against 0.036 ms for the rotation).
-Larger matrices go to ``jnp.linalg.eigh``: a vectorised cyclic Jacobi iteration was slower
-from k = 5 (1,000 matrices: 3.1 vs 2.0 ms) and compiled 0.2-0.4 s longer (measured on the
-project's 2-core CPU).
+loads its LAPACK bindings from SciPy (in every fresh process, with the persistent
+compilation cache as well), and LAPACK decomposes a batch one matrix at a time. Larger
+matrices go to ``jnp.linalg.eigh``: a vectorised cyclic Jacobi iteration was slower from
+k = 5 and compiled longer. The measurements are in ``docs/design.md``.
 
 Reference: G. H. Golub & C. F. Van Loan, *Matrix Computations* (4th ed., 2013), section
 8.5.2 (the symmetric Schur decomposition of a 2 x 2 matrix).

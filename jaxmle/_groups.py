@@ -11,7 +11,7 @@ the next power of two of its usable rows, at least ``MIN_LENGTH``. Padding is th
 2x per group (1.35x overall for sizes uniform on 10..1,000, against 1.98x when every group
 is padded to the largest, and without bound for skewed sizes: one group of 10^6 rows among
 groups of 10 would pad every group to 10^6), and only a handful of lengths ever compile.
-Each length compiles once (3-5 s on a 2-core CPU), so a bucket of few groups joins the
+Each length compiles once (seconds, see ``docs/design.md``), so a bucket of few groups joins the
 next longer one (``MERGE_CELLS``): a table of a few thousand groups compiles one shape.
 
 **Chunks and blocks.** Groups are ordered by bucket length (then by label) and cut into
@@ -39,8 +39,8 @@ from jaxmle._stream import Block, concat_fits, fit_stream
 
 MIN_LENGTH = 16  # shortest padded length: tiny groups share one compiled shape
 # A bucket this small (in padded observations at the next length) joins the next longer
-# one: 2^24 observations are about 2 s of Normal fits on the project's 2-core CPU, less
-# than one more compilation (3-5 s measured, benchmarks/groups.py).
+# one: fitting 2^24 padded observations costs less than one more compilation
+# (``docs/design.md``, ``benchmarks/groups.py``).
 MERGE_CELLS = 2**24
 # Padded observations per block: 16 MiB of float64 values, a few times the engine's
 # in-cache chunk (``_batch.CHUNK_BYTES``), so blocks amortise their dispatch.

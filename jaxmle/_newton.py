@@ -52,7 +52,8 @@ rounding of 1e-3 relative, and so do the loss and its gradient); otherwise STALL
 start whose Hessian has clearly negative curvature is flagged ``saddle``: the driver's
 gradient test does not stop there, so a symmetric start with a zero gradient (identical
 mixture components) is left along negative curvature. Later iterates are not checked: an
-eigendecomposition of every trial Hessian cost 7-12% of the batch benchmarks' time, and
+eigendecomposition of every trial Hessian was a measurable share of the batch benchmarks'
+time (``docs/design.md``), and
 an iterate that lands on a saddle exactly is rare; certification reports one
 (SINGULAR_HESSIAN).
 

@@ -6,9 +6,7 @@ the unconstrained vector ``z`` (sign flip and reparameterisation happen here onl
 Derivatives: reverse mode for value and gradient, forward-over-reverse for the Hessian,
 with value and gradient returned as auxiliary outputs of the same pass. With jaxmle's CPU
 compiler options (``_xla``) forward-over-forward was no faster in the full Newton loop
-(quiet 2-core CPU, steady seconds, forward-over-reverse vs forward-over-forward: Normal
-10,000 x 1,000 0.52 vs 0.57, Gamma 1.68 vs 1.79, logistic k = 5 1,000 x 1,000 0.38-0.42
-vs 0.38-0.46); see ``benchmarks/RESULTS.md``.
+(``docs/design.md``).
 
 Long datasets (at least ``BLOCKED_OBS`` observations, per-observation form) are evaluated
 block by block: each pass sums the value and derivatives of blocks of ``BLOCK_OBS``
@@ -34,9 +32,8 @@ import jax.numpy as jnp
 
 from jaxmle._parameters import ParameterSpace
 
-# Datasets of at least BLOCKED_OBS observations are evaluated in blocks of about BLOCK_OBS
-# (measured, Normal value-gradient-Hessian pass at n = 10^7 with jaxmle's compiler options:
-# 277 ms in one piece, 57 / 65 / 41 / 35 ms in blocks of 2^12 / 2^14 / 2^16 / 2^18).
+# Datasets of at least BLOCKED_OBS observations are evaluated in blocks of about BLOCK_OBS,
+# the fastest block size measured for a Normal pass at n = 10^7 (``docs/design.md``).
 BLOCK_OBS = 2**18
 BLOCKED_OBS = 2**20
 
@@ -181,8 +178,7 @@ def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
 
     For a long dataset every pass runs block by block (``lax.scan``), summing each
     block's value and derivatives: a block's intermediate terms stay in cache, where one
-    pass over all observations would write each of them to memory (7x faster for a Normal
-    value-gradient-Hessian pass at n = 10^7 on the project's 2-core CPU).
+    pass over all observations would write each of them to memory (``docs/design.md``).
     """
     def value(z):
         return -scale * (lik.loglik(z) + lik.log_prior(z))

@@ -11,8 +11,8 @@ start; the fit on all observations then starts where that one ended, if its esti
 passes the same certification as a fit's (status CONVERGED; else from the given start).
 That estimate is about ``sqrt(stride)`` standard errors from the full one, where Newton
 converges quadratically: one Normal fit of 10^7 observations from (0, 1) took
-11 full iterations, with the subsample start 2 (0.47 -> 0.16 s on the project's 2-core
-CPU; compiling the second loop adds 0.3-1.2 s to the first call). The stopping rule and the
+11 full iterations, with the subsample start 2 (timings in ``docs/design.md``; compiling
+the second loop lengthens the first call). The stopping rule and the
 certification of the full fit are unchanged; ``n_iter`` counts iterations on all
 observations. With several local optima, the subsample's fit decides which one the full
 fit reaches from the given start (``jm.multistart`` explores starts; batches are not
@@ -25,8 +25,8 @@ batches, see ``_batch``): when the log-density is affine in functions of the dat
 starts at that optimum if it passes the same certification. Reduced and full
 log-likelihoods agree up to rounding, so both reach the same optimum from the same start;
 the full fit's stopping test and certification decide the result as from any start
-(10,000 x 1,000 Normal from (0, 1): 8 full iterations -> 0, 0.26 -> 0.13-0.16 s; Gamma
-from (1, 1): 7.3 -> 0, 0.66 -> 0.25-0.33 s).
+(10,000 x 1,000 Normal from (0, 1): 8 full iterations -> 0; Gamma from (1, 1): 7.3 -> 0;
+timings in ``docs/design.md``).
 """
 
 from __future__ import annotations
