@@ -251,8 +251,10 @@ def main() -> None:
     print(text)
     print(f"(total {time.perf_counter() - started:.0f} s)")
     if args.write_results:
-        for path in (HERE / "RESULTS.md", HERE.parent / "docs" / "performance.md"):
-            _report.write_section(path, "first_call", text)
+        _report.write_section(HERE / "RESULTS.md", "first_call", text)
+        # The user guide shows the tables without the project's target checks.
+        _report.write_section(HERE.parent / "docs" / "performance.md", "first_call",
+                              text.split("\n\nTargets: ")[0])
 
 
 if __name__ == "__main__":
