@@ -6,22 +6,22 @@
 measures of Morris, White & Crowther ("Using simulation studies to evaluate statistical
 methods", *Statistics in Medicine* 38, 2019, table 6), with their Monte-Carlo standard errors:
 
-- over the ``R_c`` converged replications: bias (MC SE ``sd / sqrt(R_c)``), RMSE, the mean
+- over the ``R_c`` converged replicates: bias (MC SE ``sd / sqrt(R_c)``), RMSE, the mean
   standard error, the empirical standard deviation of the estimates (divisor ``R_c - 1``),
   and their ratio, the SE ratio (about 1 when the SEs are right; MC SE about
   ``ratio / sqrt(2 (R_c - 1))``, the error of the empirical SD);
-- over **all** ``R`` replications: the coverage of each interval kind (MC SE
+- over **all** ``R`` replicates: the coverage of each interval kind (MC SE
   ``sqrt(c (1 - c) / R)``). Where a procedure gives no interval (NaN ends) it does not
   cover: the Wald interval exists only where the fit converged. Leaving such datasets out
   would overstate coverage: with Bernoulli n = 10, p = 0.2, the 10.7% of datasets with no
   success are fitted at the boundary (``BOUNDARY``, NaN standard error; the textbook Wald
   interval is then the point ``[0, 0]``, a miss as well). The Wald coverage among the
-  converged replications is ``coverage / converged``.
+  converged replicates is ``coverage / converged``.
 
 **Interval kinds** are the mapping ``INTERVALS``: name -> ``function(replicated, level) ->
-(lower, upper)``, pytrees like ``params`` with the replications' leading axis and NaN where
+(lower, upper)``, pytrees like ``params`` with the replicates' leading axis and NaN where
 the kind gives no interval, where ``replicated`` is a ``Replicated`` (the fits of a block of
-replications, the data they were fitted to, and the model and options). A new kind is one
+replicates, the data they were fitted to, and the model and options). A new kind is one
 entry. Two are built in: ``"wald"`` and ``"profile"`` (``jm.profile``; entries under a
 ``simplex``/``ordered`` constraint cannot be profiled and get no interval; an open end is
 the edge of the support, so it covers every truth on its side).
@@ -52,7 +52,7 @@ from jaxmle.models import ReadyModel
 
 
 class Replicated(NamedTuple):
-    """What an interval kind sees: a block of fitted replications (see ``INTERVALS``).
+    """What an interval kind sees: a block of fitted replicates (see ``INTERVALS``).
 
     Attributes:
         fits: the batched ``Fit`` of the block (``fits.model`` is the model calibrated).
@@ -93,16 +93,16 @@ class Calibration(Batched):
 
     Attributes:
         truth: the true parameters.
-        bias, bias_mcse: mean of estimate - truth over converged replications, and its
+        bias, bias_mcse: mean of estimate - truth over converged replicates, and its
             Monte-Carlo standard error.
-        rmse: root mean squared error over converged replications.
-        mean_se: mean of the fits' standard errors over converged replications.
-        sd: empirical standard deviation of the estimates over converged replications.
+        rmse: root mean squared error over converged replicates.
+        mean_se: mean of the fits' standard errors over converged replicates.
+        sd: empirical standard deviation of the estimates over converged replicates.
         se_ratio, se_ratio_mcse: ``mean_se / sd`` and its Monte-Carlo standard error.
         coverage, coverage_mcse: dicts interval kind -> pytree: the fraction of all
-            replications whose interval holds the truth (no interval, NaN, is a miss).
-        converged: the fraction of replications whose fit converged.
-        replications: ``R``.
+            replicates whose interval holds the truth (no interval, NaN, is a miss).
+        converged: the fraction of replicates whose fit converged.
+        replicates: ``R``.
         level: the intervals' confidence level.
         fits: every replication's ``Fit``, leading axis ``R`` (``(T, R)`` for a batch).
     """
@@ -118,7 +118,7 @@ class Calibration(Batched):
     coverage: dict[str, Any]
     coverage_mcse: dict[str, Any]
     converged: Any
-    replications: int
+    replicates: int
     level: float
     fits: Fit
 
@@ -160,18 +160,18 @@ class Calibration(Batched):
         rule = "-" * len(header)
         title = "Calibration" + ("" if t is None else f" at truth {t}")
         return "\n".join([
-            (f"{title}: {self.replications} replications, {100 * self.level:g}% intervals "
+            (f"{title}: {self.replicates} replicates, {100 * self.level:g}% intervals "
              f"({fits.method}, cov={fits.cov_kind})"), rule, header, rule, *rows, rule,
             f"converged {100 * converged:.2f}%"
             + ("" if not failed else "; not converged: " + ", ".join(
                 f"{name} {count}" for name, count in failed.most_common()))
-            + " (estimates: converged fits; coverage: all replications, no interval = miss)"])
+            + " (estimates: converged fits; coverage: all replicates, no interval = miss)"])
 
 
-_batched.register(Calibration, meta_fields=("replications", "level"))
+_batched.register(Calibration, meta_fields=("replicates", "level"))
 
 
-def calibrate(log_density: Callable, simulate: Callable, truth, *, replications: int = 1000,
+def calibrate(log_density: Callable, simulate: Callable | None, truth, *, replicates: int = 1000,
               n: int | None = None, init=None, seed: int = 0, level: float = 0.95,
               intervals: Sequence[str] = ("wald",), batched: bool = False, method="newton",
               constraints=None, log_prior: Callable | None = None, cov: str = "observed",
@@ -187,10 +187,11 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         log_density: the model to fit: a ``jm.Model`` (a ready model from ``jm.models``,
             say) or a bare log-density (then ``constraints`` and ``log_prior`` build it).
         simulate: ``simulate(key, params) -> data``, one dataset drawn at ``params``; with
-            ``n``, called as ``simulate(key, params, n)`` (a ready model's ``simulate``).
+            ``n``, called as ``simulate(key, params, n)``. None: the ready model's own
+            ``simulate`` (which takes ``n``).
         truth: the true parameters, a pytree like the model's (a leading axis ``T`` on every
             leaf with ``batched=True``); each must lie inside the support.
-        replications: datasets ``R`` per truth (>= 2).
+        replicates: datasets ``R`` per truth (>= 2).
         n: observations per dataset, passed to ``simulate`` (None: ``simulate`` takes two
             arguments).
         init: start of every fit: a pytree or a callable ``init(data)``; None: the ready
@@ -206,21 +207,30 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         A ``Calibration``; ``print()`` it for the table.
 
     Raises:
-        ValueError, TypeError: ``replications < 2``, ``level`` outside (0, 1), an unknown
+        ValueError, TypeError: ``replicates < 2``, ``level`` outside (0, 1), an unknown
             interval kind, a truth outside the support or unlike the model's parameters, a
-            ``simulate`` whose data the model cannot take, and ``jm.fit_batch``'s errors.
+            ``simulate`` whose data the model cannot take, no ``simulate`` for a model
+            without one, and ``jm.fit_batch``'s errors.
 
     Example:
         >>> import jaxmle as jm
         >>> normal = jm.models.normal
         >>> cal = jm.calibrate(normal, normal.simulate, {"mu": 1.0, "sigma": 2.0}, n=200,
-        ...                    replications=2000)
+        ...                    replicates=2000)
         >>> float(cal.converged), bool(abs(cal.coverage["wald"]["mu"] - 0.95) < 0.02)
         (1.0, True)
         >>> bool(abs(cal.se_ratio["mu"] - 1) < 0.07)
         True
     """
-    replications = _bootstrap.check_count(replications, "replications")
+    if simulate is None:
+        if not (isinstance(log_density, ReadyModel) and log_density.simulate is not None):
+            raise TypeError("calibrate needs simulate=: only the ready models of jm.models "
+                            "bring their own")
+        if n is None:
+            raise ValueError("calibrate with a ready model's simulate needs n= (observations "
+                             "per dataset)")
+        simulate = log_density.simulate
+    replicates = _bootstrap.check_count(replicates, "replicates")
     level = _bootstrap.check_level(level)
     kinds = [intervals] if isinstance(intervals, str) else list(intervals)
     unknown = [kind for kind in kinds if kind not in INTERVALS]
@@ -243,7 +253,7 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         shapes = _bootstrap.simulated_shapes(simulate, n, truth_one)
 
         def make(start, stop):
-            return _bootstrap.Datasets(_bootstrap.simulated(simulate, n, seed, replications,
+            return _bootstrap.Datasets(_bootstrap.simulated(simulate, n, seed, replicates,
                                                             truths, start, stop))
 
         spec = _checked_spec(log_density, init, truth_one, make(0, 1).data, shapes,
@@ -257,7 +267,7 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         model = spec.fitted
         if init is None and not isinstance(model, ReadyModel):  # start every fit at its truth
             make_fits = lambda start, stop: make(start, stop)._replace(
-                starts=_bootstrap.take(truths, np.arange(start, stop) // replications))
+                starts=_bootstrap.take(truths, np.arange(start, stop) // replicates))
             fitted, fit_init, fit_constraints, fit_prior = (
                 spec.model.log_density, None, _bootstrap.constraint_tree(spec.space),
                 model.log_prior)
@@ -269,13 +279,13 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         flat_truths = _summary.flat_batch(truths, count)
         blocks, covered, done = [], {kind: [] for kind in kinds}, 0
         for fits, datasets in _bootstrap.fit_datasets(fitted, fit_init, make_fits,
-                                                       count * replications, options):
+                                                       count * replicates, options):
             # Fits started at the truth went through a wrapper that carries the start with
             # the data; what they fitted is the model.
             fits = dataclasses.replace(fits, model=model)
             # Interval kinds run block by block, next to the data the block was fitted to.
             replicated = Replicated(fits, datasets.data)
-            truth_rows = flat_truths[np.arange(done, done + len(fits)) // replications]
+            truth_rows = flat_truths[np.arange(done, done + len(fits)) // replicates]
             for kind in kinds:
                 covered[kind].append(_covered(INTERVALS[kind](replicated, level), len(fits), truth_rows))
             blocks.append(fits)
@@ -283,9 +293,9 @@ def calibrate(log_density: Callable, simulate: Callable, truth, *, replications:
         fits = concat_fits(blocks)
 
     fits = jax.tree_util.tree_map(
-        lambda leaf: leaf.reshape((count, replications) + leaf.shape[1:]), fits)
+        lambda leaf: leaf.reshape((count, replicates) + leaf.shape[1:]), fits)
     result = _measures(spec.space, truths, fits, {kind: np.concatenate(c).reshape(
-        count, replications, -1) for kind, c in covered.items()}, level)
+        count, replicates, -1) for kind, c in covered.items()}, level)
     return result if batched else result[0]
 
 
@@ -309,9 +319,9 @@ def _covered(bounds, m: int, truth) -> np.ndarray:
 
 
 def _measures(space, truths, fits: Fit, covered: dict, level: float) -> Calibration:
-    """The performance measures of each truth (axis 0) over its replications (axis 1)."""
-    count, replications = fits.batch_shape
-    flat = lambda tree: _summary.flat_batch(tree, count * replications).reshape(count, replications, -1)
+    """The performance measures of each truth (axis 0) over its replicates (axis 1)."""
+    count, replicates = fits.batch_shape
+    flat = lambda tree: _summary.flat_batch(tree, count * replicates).reshape(count, replicates, -1)
     truth = _summary.flat_batch(truths, count)[:, None, :]
     ok = np.asarray(fits.converged)[..., None]
     estimate = np.where(ok, flat(fits.params), np.nan)
@@ -332,6 +342,6 @@ def _measures(space, truths, fits: Fit, covered: dict, level: float) -> Calibrat
             rmse=unflatten(rmse), mean_se=unflatten(mean_se), sd=unflatten(sd),
             se_ratio=unflatten(ratio), se_ratio_mcse=unflatten(ratio / np.sqrt(2.0 * (used - 1))),
             coverage={kind: unflatten(c) for kind, c in coverage.items()},
-            coverage_mcse={kind: unflatten(np.sqrt(c * (1.0 - c) / replications))
+            coverage_mcse={kind: unflatten(np.sqrt(c * (1.0 - c) / replicates))
                            for kind, c in coverage.items()},
-            converged=ok[..., 0].mean(axis=1), replications=replications, level=level, fits=fits)
+            converged=ok[..., 0].mean(axis=1), replicates=replicates, level=level, fits=fits)

@@ -22,16 +22,16 @@ MC = 4.0  # tolerances: this many Monte-Carlo standard errors
 SAME_RTOL = 1e-12
 
 
-def _simulated(model, truth, n, seed, replications):
+def _simulated(model, truth, n, seed, replicates):
     """The datasets of a calibration, regenerated: key ``fold_in(key(seed), r)``."""
     keys = jax.vmap(lambda r: jax.random.fold_in(jax.random.key(seed), r))(
-        jnp.arange(replications, dtype=jnp.uint32))
+        jnp.arange(replicates, dtype=jnp.uint32))
     return np.asarray(jax.vmap(lambda key: model.simulate(key, truth, n))(keys))
 
 
 def test_wald_intervals_of_a_regular_model_are_calibrated():
     truth = {"mu": 1.5, "sigma": 2.0}
-    cal = jm.calibrate(NORMAL, NORMAL.simulate, truth, n=200, replications=R, seed=SEED,
+    cal = jm.calibrate(NORMAL, NORMAL.simulate, truth, n=200, replicates=R, seed=SEED,
                        intervals=("wald", "profile"))
     print("\n" + str(cal))
     assert cal.converged == 1.0 and cal.fits.params["mu"].shape == (R,)
@@ -74,7 +74,7 @@ def _exact_wald_coverage(p, n):
 @pytest.fixture(scope="module")
 def bernoulli_truths():
     truth = {"p": np.array([0.2, 0.5])}
-    return truth, jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, replications=R,
+    return truth, jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, replicates=R,
                                seed=SEED, batched=True, intervals=("wald", "profile"))
 
 
@@ -108,7 +108,7 @@ def test_wald_coverage_of_tiny_n_bernoulli_is_poor_and_counts_boundary_fits(bern
 
 def test_a_batch_of_truths_equals_single_calls(bernoulli_truths):
     _, batch = bernoulli_truths
-    single = jm.calibrate(BERNOULLI, BERNOULLI.simulate, {"p": 0.5}, n=10, replications=R,
+    single = jm.calibrate(BERNOULLI, BERNOULLI.simulate, {"p": 0.5}, n=10, replicates=R,
                           seed=SEED + 1)
     for name in ("bias", "bias_mcse", "rmse", "mean_se", "sd", "se_ratio", "se_ratio_mcse"):
         np.testing.assert_allclose(getattr(batch, name)["p"][1], getattr(single, name)["p"],
@@ -127,8 +127,8 @@ def test_interval_kinds_are_one_mapping():
 
 def test_bad_inputs_raise_clear_errors():
     truth = {"p": 0.2}
-    with pytest.raises(ValueError, match="replications must be an integer >= 2"):
-        jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, replications=1)
+    with pytest.raises(ValueError, match="replicates must be an integer >= 2"):
+        jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, replicates=1)
     for level in (0.0, 1.0, -0.5):
         with pytest.raises(ValueError, match="level must lie strictly between 0 and 1"):
             jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, level=level)
@@ -142,3 +142,14 @@ def test_bad_inputs_raise_clear_errors():
         jm.calibrate(BERNOULLI, BERNOULLI.simulate, {"p": 0.2, "q": 1.0}, n=10)
     with pytest.raises(ValueError, match="same leading axis T"):
         jm.calibrate(BERNOULLI, BERNOULLI.simulate, truth, n=10, batched=True)
+    with pytest.raises(TypeError, match="calibrate needs simulate="):
+        jm.calibrate(jm.Model(BERNOULLI.log_density, constraints=BERNOULLI.constraints),
+                     None, truth, n=10)
+    with pytest.raises(ValueError, match="needs n="):
+        jm.calibrate(BERNOULLI, None, truth)
+
+
+def test_a_ready_model_simulates_its_own_data():
+    own = jm.calibrate(BERNOULLI, None, {"p": 0.3}, n=40, replicates=8, seed=5)
+    given = jm.calibrate(BERNOULLI, BERNOULLI.simulate, {"p": 0.3}, n=40, replicates=8, seed=5)
+    np.testing.assert_array_equal(own.fits.params["p"], given.fits.params["p"])

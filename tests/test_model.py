@@ -122,7 +122,7 @@ def _batched_results():
         "Multistart": jm.multistart(exponential, None, x, starts=2, batched=True),
         "Calibration": jm.calibrate(exponential, exponential.simulate,
                                     {"rate": np.array([1.0, 2.0, 3.0])}, n=20,
-                                    replications=10, batched=True),
+                                    replicates=10, batched=True),
         "Comparison": jm.compare({"exponential": fits, "gamma": gamma}),
     }
 
