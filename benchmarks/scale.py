@@ -102,7 +102,7 @@ def growth(max_datasets: int, max_obs: int, rounds: int = 3) -> None:
 def simulate(rng: np.random.Generator, shape) -> np.ndarray:
     """Normal(7.2, 2.8^2) draws built in place (no temporaries beyond the array itself),
     in 64-byte-aligned memory: JAX reads such a host array in place, while it copies a
-    plain numpy array (16-byte aligned) on every call (README, "Large inputs on CPU"), a
+    plain numpy array (16-byte aligned) on every call (docs/performance.md, "Large inputs"), a
     cost of the input, not of the fit, that would blur the growth table."""
     x = _batch.aligned_empty(shape, np.float64)
     rng.standard_normal(out=x)

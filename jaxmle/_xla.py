@@ -5,7 +5,7 @@ that way cannot fuse the elementwise work that feeds it, so every input of every
 derivative pass is first written to memory: for some ways of writing a density (a
 hand-written Normal) a derivative pass ran several times slower. jaxmle keeps YNNPACK for
 dot products only, and uses XLA's older CPU code emitters, which compile a fit in about
-half the time for a few percent of steady speed (``benchmarks/RESULTS.md`` has the
+half the time for a few percent of steady speed (``docs/design.md`` has the
 measurements). Both are per-compilation options that never touch the user's own JAX
 programs; an XLA that does not know them compiles with its defaults.
 
