@@ -11,7 +11,7 @@ the next power of two of its usable rows, at least ``MIN_LENGTH``. Padding is th
 2x per group (1.35x overall for sizes uniform on 10..1,000, against 1.98x when every group
 is padded to the largest, and without bound for skewed sizes: one group of 10^6 rows among
 groups of 10 would pad every group to 10^6), and only a handful of lengths ever compile.
-Each length compiles once (seconds, see ``docs/design.md``), so a bucket of few groups joins the
+Each length compiles once (``docs/design.md`` has the cost), so a bucket of few groups joins the
 next longer one (``MERGE_CELLS``): a table of a few thousand groups compiles one shape.
 
 **Chunks and blocks.** Groups are ordered by bucket length (then by label) and cut into

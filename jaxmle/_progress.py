@@ -107,10 +107,17 @@ def reporter(progress: ProgressArg, total: int | None, *, stream: TextIO | None 
 
     Raises:
         TypeError: ``progress`` is neither a bool nor callable.
+
+    Example:
+        >>> calls = []
+        >>> bar = reporter(lambda done, total: calls.append((done, total)), 10)
+        >>> bar.update(4); bar.update(6); bar.close()
+        >>> calls
+        [(4, 10), (10, 10)]
     """
-    if callable(progress) and not isinstance(progress, bool):
+    if callable(progress):
         return Callback(progress, total)
-    if not isinstance(progress, (bool, int)):
+    if not any(progress is flag or progress == flag for flag in (True, False)):
         raise TypeError(f"progress must be a bool or a callable progress(done, total), "
                         f"got {type(progress).__name__}")
     return Progress(total, enabled=bool(progress), stream=stream, noun=noun)
