@@ -69,6 +69,8 @@ def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights,
     dtype = np.dtype(precision)
 
     data = _validation.as_host_tree(data, dtype, "data")
+    if isinstance(model, ReadyModel) and model.check is not None:
+        model.check(data, None if mask is None else np.asarray(mask))
     batch = _validation.batch_size_of(data) if batched else None
     data_one = _validation.abstract(jax.tree_util.tree_map(lambda x: x[0], data) if batched else data)
 
