@@ -41,7 +41,7 @@ def _missing(labels: np.ndarray) -> np.ndarray:
     return np.zeros(labels.shape, bool)
 
 
-def _codes_of(labels: np.ndarray) -> np.ndarray:
+def codes_of(labels: np.ndarray) -> np.ndarray:
     """Codes ``0 .. G-1`` of one dataset's labels, in order of the sorted labels (or of
     first appearance when the labels cannot be sorted, e.g. mixed objects)."""
     try:
@@ -76,7 +76,7 @@ def encode(clusters, n: int | None, batch: int | None, mask) -> np.ndarray:
     if missing.any():
         raise ValueError(f"clusters has {int(missing.sum())} missing labels (None or NaN) on "
                          "observations that are fitted; give them a label or mask them")
-    codes = np.stack([_codes_of(row) for row in rows])
+    codes = np.stack([codes_of(row) for row in rows])
     counts = np.array([np.unique(row[keep]).size for row, keep in zip(codes, active)])
     if (counts < 2).any():
         where = "" if batch is None else f" (datasets {np.flatnonzero(counts < 2)[:10].tolist()})"
