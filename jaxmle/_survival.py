@@ -207,6 +207,31 @@ def _unpack(data, truncated: bool):
     return x, observed, entry
 
 
+def _check_interval(data, mask, *, name: str, positive_values: bool) -> None:
+    """Checks of interval-censored data ``(lower, upper)`` (host arrays)."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise ValueError(f"interval-censored {name} takes data (lower, upper), got "
+                         f"{type(data).__name__}: each value lies in [lower, upper] (equal for "
+                         "an exact value, upper = inf right-censored)")
+    lower, upper = (np.asarray(leaf) for leaf in data)
+    if lower.shape != upper.shape:
+        raise ValueError(f"interval-censored {name}: lower {lower.shape} and upper "
+                         f"{upper.shape} must have the same shape")
+    keep = np.ones(lower.shape, bool)
+    if mask is not None and np.shape(mask) == keep.shape:
+        keep = np.asarray(mask, bool)
+    lower, upper = lower[keep], upper[keep]
+    if (upper < lower).any():
+        raise ValueError(f"interval-censored {name}: upper must be >= lower, got "
+                         f"{int((upper < lower).sum())} rows with upper < lower")
+    if np.isposinf(lower).any() or np.isneginf(upper).any():
+        raise ValueError(f"interval-censored {name}: lower must be finite or -inf and upper "
+                         "finite or +inf")
+    if positive_values and ((lower < 0).any() or (upper <= 0).any()):
+        raise ValueError(f"interval-censored {name}: the values are positive: lower must be "
+                         ">= 0 (0 for left-censored) and upper > 0")
+
+
 def _check(data, mask, *, name: str, truncated: bool, positive_values: bool) -> None:
     """Structural and support checks of censored data (host arrays), before any tracing."""
     layout = "(x, observed, entry)" if truncated else "(x, observed)"
@@ -244,7 +269,7 @@ def _check(data, mask, *, name: str, truncated: bool, positive_values: bool) -> 
                              "with entry > x")
 
 
-def censored(model, truncated: bool = False) -> models.ReadyModel:
+def censored(model, truncated: bool = False, *, interval: bool = False) -> models.ReadyModel:
     """The model of right-censored (optionally left-truncated) observations of ``model``.
 
     Data ``(x, observed)`` of shape ``(n,)`` each (``(B, n)`` in ``fit_batch``): ``x`` the
@@ -263,6 +288,12 @@ def censored(model, truncated: bool = False) -> models.ReadyModel:
         model: one of ``jm.models.exponential``, ``weibull``, ``gamma``, ``lognormal``,
             ``normal``.
         truncated: data with entry times (delayed entry).
+        interval: interval-censored data ``(lower, upper)`` instead: each value is only known
+            to lie in ``[lower, upper]``; ``lower == upper`` is an exact value (term
+            ``logpdf``), ``upper = inf`` right-censored, ``lower = 0`` (``-inf`` for the
+            normal) left-censored; otherwise the term is ``log(S(lower) - S(upper))``,
+            computed as ``logsf(lower) + log(1 - exp(logsf(upper) - logsf(lower)))``.
+            Not combined with ``truncated``.
 
     Returns:
         A ``jm.models.ReadyModel``; the same arguments give the same (equal) model, so
@@ -289,7 +320,51 @@ def censored(model, truncated: bool = False) -> models.ReadyModel:
             getattr(models, name) is not model:
         raise ValueError(f"censored() takes one of the ready models "
                          f"{['jm.models.' + n for n in _FAMILIES]}, got {model!r:.80}")
+    if interval and truncated:
+        raise ValueError("censored(): interval=True and truncated=True cannot be combined")
+    if interval:
+        return _interval_censored(name)
     return _censored(name, bool(truncated))
+
+
+@functools.lru_cache(maxsize=None)
+def _interval_censored(name: str) -> models.ReadyModel:
+    base, family = getattr(models, name), _FAMILIES[name]
+
+    def log_density(params, data):
+        lower, upper = data
+        exact = lower == upper
+        right = jnp.isposinf(upper)
+        left = (lower <= 0) if family.positive else jnp.isneginf(lower)
+        # Placeholders inside the support where a bound is open or unused, so that no inf
+        # or NaN reaches the derivatives of the branches the where drops.
+        finite_lower = jnp.where(left, jnp.where(right, 1.0, upper), lower)
+        finite_upper = jnp.where(right | exact, finite_lower + 1.0, upper)
+        low = jnp.where(left, 0.0, family.logsf(params, jnp.where(left, finite_upper, lower)))
+        high = family.logsf(params, finite_upper)
+        # S(lower) - S(upper) > 0 for lower < upper; its log from the log-survivals.
+        between = low + _log1mexp(jnp.minimum(high - low, 0.0))
+        exact_term = base.log_density(params, finite_lower)
+        right_term = jnp.where(left, 0.0, low)  # (0, inf): no information
+        return jnp.where(exact, exact_term, jnp.where(right, right_term, between))
+
+    def start(data):
+        lower, upper = data
+        # Midpoints of closed intervals, lower bounds of open ones (right-censored).
+        right = jnp.isposinf(upper)
+        value = jnp.where(right, lower, 0.5 * (lower + jnp.where(right, lower, upper)))
+        if family.positive:
+            value = jnp.maximum(value, 0.5 * jnp.where(right, lower, upper))
+            value = jnp.where(value > 0, value, 1.0)
+        else:
+            value = jnp.where(jnp.isneginf(lower), jnp.where(right, 0.0, upper), value)
+        observed = (~right).astype(value.dtype)
+        return family.start(value, observed, jnp.zeros_like(value))
+
+    check = functools.partial(_check_interval, name=name, positive_values=family.positive)
+    return models._ready(
+        f"censored({name}, interval)", log_density, start, base.constraints, None,
+        f"{base.parameters}; data (lower, upper)", check=check)
 
 
 @functools.lru_cache(maxsize=None)
