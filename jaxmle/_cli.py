@@ -42,7 +42,7 @@ from jaxmle import _frames, _groups, _progress, models
 from jaxmle._cache import enable_compilation_cache
 from jaxmle._status import Status
 from jaxmle._stream import fit_stream
-from jaxmle._survival import censored
+from jaxmle._survival import CENSORABLE, censored
 
 EXIT_OK, EXIT_FAILED_GROUPS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -195,6 +195,8 @@ def _constraints_text(constraints) -> str:
 def _data_text(name: str) -> str:
     if name.endswith("_regression"):
         return "--x COL [--x COL ...] [--intercept] --value Y"
+    if name in CENSORABLE:
+        return "--value COL [--event COL [--entry COL]] (censored durations)"
     return "--value SUCCESSES --value TRIALS" if name == "binomial" else "--value COL"
 
 

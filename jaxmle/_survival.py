@@ -199,6 +199,10 @@ _FAMILIES = {
 }
 
 
+# The ready models that ``censored`` takes, by name.
+CENSORABLE = tuple(_FAMILIES)
+
+
 def _unpack(data, truncated: bool):
     if truncated:
         x, observed, entry = data

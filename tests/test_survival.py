@@ -252,3 +252,24 @@ def test_interval_censored_normal_open_ends_stay_finite():
     expected = [dist.logcdf(0.0), dist.logpdf(0.5), dist.logsf(1.0),
                 np.log(dist.cdf(3.0) - dist.cdf(2.0)), np.log(dist.cdf(1.7) - dist.cdf(1.2))]
     np.testing.assert_allclose(terms, expected, rtol=1e-12)
+
+
+def test_command_line_event_and_entry_columns(tmp_path, capsys):
+    pd = pytest.importorskip("pandas")
+    from jaxmle._cli import main
+
+    x, observed, entry = _psychiatric()
+    pd.DataFrame({"age_out": x, "died": observed, "age_in": entry}).to_csv(
+        tmp_path / "in.csv", index=False)
+    code = main(["fit", str(tmp_path / "in.csv"), "--model", "weibull", "--value", "age_out",
+                 "--event", "died", "--entry", "age_in", "-o", str(tmp_path / "out.csv"),
+                 "--quiet", "--no-cache"])
+    assert code == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    one = jm.fit(jm.censored(jm.models.weibull, truncated=True), None, (x, observed, entry))
+    for name in ("shape", "scale"):
+        np.testing.assert_allclose(out[name][0], one.params[name], rtol=1e-8)
+        np.testing.assert_allclose(out[f"{name}_se"][0], one.se[name], rtol=1e-7)
+    assert main(["fit", str(tmp_path / "in.csv"), "--model", "poisson", "--value", "age_out",
+                 "--event", "died", "-o", str(tmp_path / "o2.csv"), "--no-cache"]) == 2
+    assert "ready models" in capsys.readouterr().err
