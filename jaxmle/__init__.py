@@ -20,6 +20,7 @@ from jaxmle._model import Model
 from jaxmle._multistart import Multistart, multistart
 from jaxmle._profile import Profile, profile
 from jaxmle._status import Status
+from jaxmle._survival import censored
 from jaxmle._stream import Block, concat_fits, fit_stream
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
            "Status",
            "bootstrap",
            "calibrate",
+           "censored",
            "compare",
            "concat_fits",
            "delta_method",

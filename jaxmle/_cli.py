@@ -40,6 +40,7 @@ from jaxmle import _frames, _groups, _progress, models
 from jaxmle._cache import enable_compilation_cache
 from jaxmle._status import Status
 from jaxmle._stream import fit_stream
+from jaxmle._survival import CENSORABLE, censored
 
 EXIT_OK, EXIT_FAILED_GROUPS, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -55,6 +56,9 @@ examples:
   jaxmle fit sales.csv --model linear_regression --x price --intercept --value units \\
       --group store --chunk-groups 5000 -o slopes.csv        # then, after a crash: --resume
   jaxmle fit waits.csv --model mymodel.py:log_density --value wait --group queue -o out.csv
+  jaxmle fit churn.csv --model weibull --value months --event cancelled --group plan -o w.csv
+  jaxmle fit visits.csv --model poisson_regression --x age --intercept --value visits \
+      --cluster household -o p.csv                       # cluster-robust standard errors
 
 model file (--model FILE.py:FUNCTION): a plain Python file defining
   FUNCTION(params, data)  per-observation log-density terms in jax.numpy; data is one
@@ -62,6 +66,12 @@ model file (--model FILE.py:FUNCTION): a plain Python file defining
   init                    starting values (a pytree, e.g. {"rate": 1.0}) or init(data)
   constraints             optional, e.g. {"rate": jm.positive}
 or FUNCTION may name a jm.models.ReadyModel (then init and constraints are its own).
+
+censored durations (--event COL, 1 observed, 0 right-censored; --entry COL for delayed
+entry): the ready models exponential, weibull, gamma, lognormal and normal become
+jm.censored(model), with data (value, event[, entry]).
+clusters (--cluster COL): cluster-robust standard errors (cov "cluster"); the labels may
+be numbers or text, and every group needs at least 2 clusters.
 
 rows: a row whose value or covariate is missing, not a number or not finite is excluded
 and counted in the group's n_excluded column; a group left with fewer usable rows than
@@ -128,7 +138,13 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--intercept", action="store_true", help="a column of ones in front of X")
     fit.add_argument("--group", metavar="COL", help="the group column (default: one group)")
     fit.add_argument("--method", default="newton", choices=["newton", "bfgs", "lbfgs"])
-    fit.add_argument("--cov", default="observed", choices=["observed", "opg", "robust"])
+    fit.add_argument("--cov", default=None, choices=["observed", "opg", "robust", "cluster"],
+                     help="covariance (default observed; cluster with --cluster)")
+    fit.add_argument("--cluster", metavar="COL",
+                     help="cluster labels: cluster-robust standard errors (--cov cluster)")
+    fit.add_argument("--event", metavar="COL",
+                     help="event indicator (1 observed, 0 right-censored): a censored model")
+    fit.add_argument("--entry", metavar="COL", help="entry times (left truncation), with --event")
     fit.add_argument("--level", type=float, default=0.95, help="Wald interval level (0.95)")
     fit.add_argument("--chunk-groups", type=int, default=_groups.DEFAULT_CHUNK_GROUPS,
                      metavar="N", help="groups fitted and saved per chunk (%(default)s)")
@@ -165,6 +181,8 @@ def _constraints_text(constraints) -> str:
 def _data_text(name: str) -> str:
     if name.endswith("_regression"):
         return "--x COL [--x COL ...] [--intercept] --value Y"
+    if name in CENSORABLE:
+        return "--value COL [--event COL [--entry COL]] (censored durations)"
     return "--value SUCCESSES --value TRIALS" if name == "binomial" else "--value COL"
 
 
@@ -320,14 +338,42 @@ def _model(spec: str):
     return _ready_model(spec), None, None, ""
 
 
+def _survival_and_clusters(args, model):
+    """``(model, cov)`` after ``--event``/``--entry`` (a censored model) and ``--cluster``."""
+    if args.entry and not args.event:
+        raise CliError("--entry needs --event (the event indicator column)")
+    if args.event:
+        if not isinstance(model, models.ReadyModel):
+            raise CliError("--event works with the ready models exponential, weibull, gamma, "
+                           "lognormal and normal; a model file takes the columns itself "
+                           "(--value COL --value EVENT)")
+        if len(args.value) != 1:
+            raise CliError("--event takes one --value column (the durations)")
+        try:
+            model = censored(model, truncated=bool(args.entry))
+        except ValueError as error:
+            raise CliError(f"--event: {error}") from error
+    cov = args.cov or ("cluster" if args.cluster else "observed")
+    if args.cluster and cov != "cluster":
+        raise CliError(f"--cluster gives cluster-robust standard errors; it cannot be combined "
+                       f"with --cov {cov}")
+    if cov == "cluster" and not args.cluster:
+        raise CliError("--cov cluster needs --cluster COL (the cluster labels)")
+    return model, cov
+
+
 def _rows(args) -> _groups.GroupedRows:
     """The input's rows, ordered by group; text that is not a number becomes NaN."""
     group = [args.group] if args.group else []
-    frame = _read_table(args.data, list(dict.fromkeys(args.value + args.x + group)))
-    values = np.column_stack([_numeric(frame, column) for column in args.value])
+    value_columns = args.value + [c for c in (args.event, args.entry) if c]
+    cluster = [args.cluster] if args.cluster else []
+    frame = _read_table(args.data, list(dict.fromkeys(value_columns + args.x + group + cluster)))
+    values = np.column_stack([_numeric(frame, column) for column in value_columns])
     x = np.column_stack([_numeric(frame, column) for column in args.x]) if args.x else None
     labels = frame[args.group].to_numpy() if args.group else np.zeros(len(frame), np.int64)
-    return _groups.GroupedRows.build(values, labels, x=x, intercept=args.intercept)
+    clusters = frame[args.cluster].to_numpy() if args.cluster else None
+    return _groups.GroupedRows.build(values, labels, x=x, intercept=args.intercept,
+                                     clusters=clusters)
 
 
 def _finished_chunks(args, store: pathlib.Path, manifest: dict) -> set[int]:
@@ -353,6 +399,7 @@ def _fit(args) -> int:
     if not args.output.parent.is_dir():
         raise CliError(f"output folder {args.output.parent} does not exist")
     log_density, init, constraints, model_hash = _model(args.model)
+    log_density, cov = _survival_and_clusters(args, log_density)
     if not args.no_cache:  # a process of its own: JAX's global cache setting is ours
         enable_compilation_cache(args.cache)
     rows = _rows(args)
@@ -367,7 +414,7 @@ def _fit(args) -> int:
     done = _finished_chunks(args, store, manifest)
     fitter = lambda blocks, block_size: fit_stream(
         log_density, init, blocks, block_size=block_size, method=args.method,
-        constraints=constraints, cov=args.cov)
+        constraints=constraints, cov=cov)
     bar = _progress.Progress(sum(c.members.size for i, c in enumerate(chunks) if i not in done),
                              enabled=not args.quiet, noun="groups")
     for number, chunk in enumerate(chunks):

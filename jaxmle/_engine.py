@@ -15,6 +15,7 @@ import optax
 
 from jaxmle import (
     _batch,
+    _clusters,
     _information,
     _model,
     _optax_solver,
@@ -50,11 +51,13 @@ _fit_compiled = _xla.jit(fit_one, static_argnums=0)
 
 
 def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights, mask,
-             max_iter, gtol, precision, batched):
+             max_iter, gtol, precision, batched, clusters=None):
     """Validates every input before tracing; returns ``(spec, init, data, weights, mask)``.
 
     ``model`` is a ``jm.Model`` (then ``constraints`` and ``log_prior`` may only repeat
-    it) or a bare log-density (then they build the Model).
+    it) or a bare log-density (then they build the Model). With ``cov="cluster"`` the
+    returned data is ``(data, cluster codes)`` and the spec's log-density ignores the codes
+    (``_clusters``).
     """
     model = _model.resolve(model, constraints=constraints, log_prior=log_prior)
     if init is None:
@@ -69,6 +72,8 @@ def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights,
     dtype = np.dtype(precision)
 
     data = _validation.as_host_tree(data, dtype, "data")
+    if isinstance(model, ReadyModel) and model.check is not None:
+        model.check(data, None if mask is None else np.asarray(mask))
     batch = _validation.batch_size_of(data) if batched else None
     data_one = _validation.abstract(jax.tree_util.tree_map(lambda x: x[0], data) if batched else data)
 
@@ -91,6 +96,15 @@ def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights,
                          "a 1-D array of per-observation terms, but it returned a scalar")
     if not batched:
         _validation.check_no_nan(data, "data")
+    if cov == "cluster":
+        if clusters is None:
+            raise ValueError('cov="cluster" needs clusters=: one label per observation '
+                             f"({'(B, n)' if batched else '(n,)'})")
+        data = (data, _clusters.encode(clusters, n, batch, mask))
+        log_density = _clusters.IgnoringCodes(log_density)
+        init_fn = None if init_fn is None else _clusters.IgnoringCodes(init_fn)
+    elif clusters is not None:
+        raise ValueError(f'clusters= is only used with cov="cluster", got cov="{cov}"')
     if max_iter is None:
         max_iter = DEFAULT_MAX_ITER.get(solver.name, DEFAULT_MAX_ITER_OPTAX)
     if int(max_iter) < 0:
@@ -143,7 +157,7 @@ def prepare_for_fit(fit: Fit, data, *, weights, mask, max_iter=None, gtol=None):
 def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         log_prior: Callable | None = None, cov: str = "observed", weights=None,
         max_iter: int | None = None, gtol: float | None = None,
-        precision: str = "float64") -> Fit:
+        precision: str = "float64", clusters=None) -> Fit:
     """Maximum-likelihood (or MAP) fit of one dataset.
 
     Args:
@@ -163,7 +177,9 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
             ``jm.interval(lo, hi)``, ``jm.simplex``. With a Model: None, or the Model's own.
         log_prior: optional ``log_prior(params) -> scalar``; the fit is then MAP. With a
             Model: None, or the Model's own.
-        cov: ``"observed"`` (inverse observed information), ``"opg"`` or ``"robust"``.
+        cov: ``"observed"`` (inverse observed information), ``"opg"``, ``"robust"``, or
+            ``"cluster"`` (cluster-robust sandwich ``G / (G - 1) A^-1 (sum_g s_g s_g')
+            A^-1`` over the summed scores ``s_g`` of each cluster; needs ``clusters``).
         weights: optional per-observation weights ``(n,)`` >= 0 (frequency convention:
             ``n_obs`` is their sum); needs the per-observation form.
         max_iter: iteration cap (default 1,000 Newton, 500 BFGS/L-BFGS, 10,000 optax); a
@@ -172,6 +188,8 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
             1e-5 in float32); see ``jaxmle._loop``.
         precision: ``"float64"`` (default) or ``"float32"`` for throughput. The global
             ``jax_enable_x64`` flag is never changed.
+        clusters: with ``cov="cluster"``, ``(n,)`` cluster labels of any kind (numbers,
+            strings, objects); at least 2 distinct ones.
 
     Returns:
         A ``Fit`` holding numpy (host) arrays. Numerical failures do not raise; they are reported in ``Fit.status``.
@@ -194,14 +212,15 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         spec, init_values, data, weights, _ = _prepare(
             log_density, init, data, method=method, constraints=constraints,
             log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
-            gtol=gtol, precision=precision, batched=False)
+            gtol=gtol, precision=precision, batched=False, clusters=clusters)
         return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
 
 
 def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
               constraints=None, log_prior: Callable | None = None, cov: str = "observed",
               weights=None, max_iter: int | None = None, gtol: float | None = None,
-              precision: str = "float64", chunk_size: int | None = None) -> Fit:
+              precision: str = "float64", chunk_size: int | None = None,
+              clusters=None) -> Fit:
     """Fits B independent datasets in one compiled call.
 
     Every leaf of ``data`` has a leading batch axis ``B``; slice ``b`` is dataset ``b``.
@@ -212,6 +231,8 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
             per-observation form). Padded entries affect neither values nor derivatives,
             whatever their value.
         weights: optional ``(B, n)`` per-observation weights.
+        clusters: with ``cov="cluster"``, ``(B, n)`` labels, encoded per dataset (masked
+            observations drop out; each dataset needs 2 clusters among its active rows).
         chunk_size: datasets vectorised together (default: chosen so that a chunk's data
             and derivative terms stay in cache, at most 256). A dataset that needs
             many iterations holds up one slot of a chunk, not the batch (``_batch``).
@@ -235,7 +256,7 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
         spec, init_values, data, weights, mask = _prepare(
             log_density, init, data, method=method, constraints=constraints,
             log_prior=log_prior, cov=cov, weights=weights, mask=mask, max_iter=max_iter,
-            gtol=gtol, precision=precision, batched=True)
+            gtol=gtol, precision=precision, batched=True, clusters=clusters)
         batch = _validation.batch_size_of(data)
         chunk_size = resolve_chunk_size(chunk_size, spec, (data, weights, mask))
         lay = _batch.layout(batch, chunk_size, jax.local_device_count())

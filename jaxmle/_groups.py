@@ -33,7 +33,7 @@ from typing import NamedTuple, TextIO
 import jax
 import numpy as np
 
-from jaxmle import _frames, _progress
+from jaxmle import _clusters, _frames, _progress
 from jaxmle._fit import Fit
 from jaxmle._stream import Block, concat_fits, fit_stream
 
@@ -133,6 +133,7 @@ class GroupedRows:
         labels: ``(G,)`` sorted distinct group labels.
         starts: ``(G + 1,)`` offsets of each group's rows in sorted order.
         kept: ``(G,)`` usable rows per group (all values and covariates finite).
+        clusters: ``(N,)`` integer codes of the cluster labels (``cov="cluster"``), or None.
     """
 
     values: np.ndarray
@@ -141,9 +142,11 @@ class GroupedRows:
     labels: np.ndarray
     starts: np.ndarray
     kept: np.ndarray
+    clusters: np.ndarray | None = None
 
     @classmethod
-    def build(cls, values, groups, *, x=None, intercept: bool = False) -> GroupedRows:
+    def build(cls, values, groups, *, x=None, intercept: bool = False,
+              clusters=None) -> GroupedRows:
         """Checks and orders the rows; see ``fit_groups`` for the arguments."""
         groups = np.asarray(groups)
         if groups.ndim != 1:
@@ -174,7 +177,17 @@ class GroupedRows:
         n_groups = starts.size - 1
         excluded = np.bincount(np.searchsorted(starts, excluded, side="right") - 1,
                                minlength=n_groups)
-        return cls(values, x, order, in_order[starts[:-1]], starts, np.diff(starts) - excluded)
+        if clusters is not None:
+            clusters = np.asarray(clusters)
+            if clusters.shape != groups.shape:
+                raise ValueError(f"clusters must have one label per row, shape {groups.shape}, "
+                                 f"got {clusters.shape}")
+            if _missing(clusters).any():
+                raise ValueError(f"{int(_missing(clusters).sum())} rows have a missing cluster "
+                                 "label; drop or label them")
+            clusters = _clusters.codes_of(clusters)
+        return cls(values, x, order, in_order[starts[:-1]], starts, np.diff(starts) - excluded,
+                   clusters)
 
     @property
     def n_rows(self) -> np.ndarray:
@@ -219,7 +232,11 @@ class GroupedRows:
 
         columns = tuple(padded(self.values[:, j]) for j in range(self.values.shape[1]))
         y = columns[0] if len(columns) == 1 else columns
-        return Block(y if self.x is None else (padded(self.x), y), mask)
+        clusters = None
+        if self.clusters is not None:
+            clusters = np.zeros((members.size, length), np.int32)
+            clusters[group, slot] = self.clusters[rows]
+        return Block(y if self.x is None else (padded(self.x), y), mask, clusters=clusters)
 
 
 def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -306,7 +323,7 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
                cov: str = "observed", max_iter: int | None = None, gtol: float | None = None,
                precision: str = "float64", chunk_groups: int = DEFAULT_CHUNK_GROUPS,
                progress: _progress.ProgressArg = False,
-               progress_stream: TextIO | None = None) -> GroupFits:
+               progress_stream: TextIO | None = None, clusters=None) -> GroupFits:
     """Fits every group of long-format data: one row per observation, a label per row.
 
     The rows of each group form one dataset. Groups are padded to bucket lengths (powers
@@ -329,6 +346,8 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
         progress: True writes a progress line (groups done / total, rate) to
             ``progress_stream`` (stderr by default); a callable ``progress(done, total)``
             is called instead after each block of groups (e.g. to drive a tqdm bar).
+        clusters: with ``cov="cluster"``, ``(N,)`` cluster labels of any kind (one per row;
+            clusters nest within or cross the groups; each group needs 2 clusters).
 
     Returns:
         ``GroupFits``: ``labels`` (sorted), a batched ``fit`` aligned with them, ``n_rows``
@@ -351,7 +370,7 @@ def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept
         >>> bool(np.isclose(fits.fit.params["mu"][1], y[20:50].mean(), rtol=1e-9))
         True
     """
-    rows = GroupedRows.build(values, groups, x=x, intercept=intercept)
+    rows = GroupedRows.build(values, groups, x=x, intercept=intercept, clusters=clusters)
     fitter = functools.partial(fit_stream, log_density, init, method=method,
                                constraints=constraints, log_prior=log_prior, cov=cov,
                                max_iter=max_iter, gtol=gtol, precision=precision)

@@ -13,7 +13,8 @@ correlation form. That decides the final status and gives every covariance:
 
 Covariances in ``z`` (Newey & McFadden 1994, section 4; White 1982 for the sandwich):
 ``observed = A^-1``, ``opg = B^-1`` with ``B = sum_i w_i s_i s_i'`` over per-observation
-scores, ``robust = A^-1 B A^-1``. They are mapped to the user's coordinates by the delta
+scores, ``robust = A^-1 B A^-1``, ``cluster = G / (G - 1) A^-1 C A^-1`` with
+``C = sum_g s_g s_g'`` over the summed scores of each of the ``G`` clusters (``_clusters``). They are mapped to the user's coordinates by the delta
 method, ``cov = J cov_z J'`` with ``J = d theta / d z`` (exact at a stationary point).
 """
 
@@ -29,7 +30,7 @@ from jaxmle._objective import Likelihood
 from jaxmle._parameters import ParameterSpace
 from jaxmle._status import Status
 
-COVARIANCES = ("observed", "opg", "robust")
+COVARIANCES = ("observed", "opg", "robust", "cluster")
 
 
 class Assessment(NamedTuple):
@@ -76,6 +77,22 @@ def outer_product_of_scores(lik: Likelihood, z: jax.Array) -> jax.Array:
     return scores.T @ (lik.weights.astype(z.dtype)[:, None] * scores)
 
 
+def clustered_outer_product(lik: Likelihood, z: jax.Array) -> jax.Array:
+    """``G / (G - 1) sum_g s_g s_g'``, ``s_g = sum_{i in g} w_i s_i``: ``(k, k)``.
+
+    The data is ``(data, codes)`` (``_clusters``); inactive observations have zero score
+    rows and do not count towards ``G``.
+    """
+    codes = lik.data[1]
+    n = codes.shape[0]
+    scores = lik.scores(z) * lik.weights.astype(z.dtype)[:, None]
+    sums = jax.ops.segment_sum(scores, codes, num_segments=n)
+    present = jax.ops.segment_sum(lik.active.astype(z.dtype), codes, num_segments=n) > 0
+    count = jnp.sum(present).astype(z.dtype)
+    # G = 1 is refused before the fit; the where keeps a NaN (not inf) if it ever happens.
+    return jnp.where(count > 1, count / jnp.maximum(count - 1.0, 1.0), jnp.nan) * (sums.T @ sums)
+
+
 def constrained_jacobian(space: ParameterSpace, z: jax.Array) -> jax.Array:
     """``d theta / d z``: ``(n_flat, k)``, maps covariances in ``z`` to the user's coordinates."""
     return jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)
@@ -99,7 +116,8 @@ def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
     if cov_kind == "observed":
         cov_z, cov_ok = inverse, info_ok
     else:
-        outer = outer_product_of_scores(lik, z)
+        outer = (clustered_outer_product if cov_kind == "cluster"
+                 else outer_product_of_scores)(lik, z)
         outer_inverse, outer_ok = spd_inverse(outer)
         if cov_kind == "opg":
             cov_z, cov_ok = outer_inverse, outer_ok

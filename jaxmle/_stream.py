@@ -21,7 +21,8 @@ from jaxmle._fit import Fit
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """One block of datasets for ``fit_stream`` with its own ``mask`` and ``weights``.
+    """One block of datasets for ``fit_stream`` with its own ``mask`` and ``weights``
+    (and ``clusters`` labels ``(B, n)`` for ``cov="cluster"``).
 
     A block given as a bare pytree is ``Block(data)``.
     """
@@ -29,6 +30,7 @@ class Block:
     data: Any
     mask: Any = None
     weights: Any = None
+    clusters: Any = None
 
 
 def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int,
@@ -87,7 +89,8 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
             spec, init_values, data, weights, mask = _engine._prepare(
                 log_density, init, block.data, method=method, constraints=constraints,
                 log_prior=log_prior, cov=cov, weights=block.weights, mask=block.mask,
-                max_iter=max_iter, gtol=gtol, precision=precision, batched=True)
+                max_iter=max_iter, gtol=gtol, precision=precision, batched=True,
+                clusters=block.clusters)
             size = _validation.batch_size_of(data)
             if size > block_size:
                 raise ValueError(f"block {number} has {size} datasets, more than block_size={block_size}")

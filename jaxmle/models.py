@@ -57,6 +57,9 @@ class ReadyModel(Model):
             or None.
         simulate: ``simulate(key, params, n) -> data``, one dataset of ``n`` observations
             drawn from the model (``n`` static; ``jax.vmap`` over keys and params for many).
+        check: ``check(data, mask)``, or None: structural checks of the host data (numpy
+            leaves, one dataset or a batch; ``mask`` None or boolean, False on padding)
+            that raise a clear ``ValueError`` before anything is traced.
     """
 
     name: str
@@ -65,6 +68,7 @@ class ReadyModel(Model):
     parameters: str
     closed_form_se: Callable | None = None
     simulate: Callable | None = None
+    check: Callable | None = None
 
 
 def _floats(data):
@@ -80,14 +84,14 @@ def _on_floats(function):
 
 
 def _ready(name, log_density, start, constraints, closed_form, parameters, *,
-           closed_form_se=None, simulate=None) -> ReadyModel:
+           closed_form_se=None, simulate=None, check=None) -> ReadyModel:
     """A ``ReadyModel`` whose functions see float data and whose simulator returns it."""
     return ReadyModel(
         lambda params, data: log_density(params, _floats(data)), constraints=constraints,
         name=name, start=_on_floats(start), closed_form=_on_floats(closed_form),
         parameters=parameters, closed_form_se=_on_floats(closed_form_se),
         simulate=None if simulate is None else (lambda key, params, n: _floats(
-            simulate(key, jax.tree_util.tree_map(jnp.asarray, params), n))))
+            simulate(key, jax.tree_util.tree_map(jnp.asarray, params), n))), check=check)
 
 
 def _inside_unit(p):
