@@ -137,8 +137,8 @@ def _shifted_step(h, g, lam):
     return jax.scipy.linalg.cho_solve((factor, True), g)
 
 
-def solve_mode(model: GroupModel, z, u0, data, mask) -> Mode:
-    """The conditional mode of one group by shifted Newton (module notes); traceable."""
+def _iterate(model: GroupModel, z, u0, data, mask) -> InnerState:
+    """The shifted Newton iterations of one group from ``u0`` (module notes); traceable."""
     eps = jnp.finfo(u0.dtype).eps
     vgh = lambda u: model.value_grad_hessian(z, u, data, mask)
     f0, g0, h0 = vgh(u0)
@@ -169,12 +169,18 @@ def solve_mode(model: GroupModel, z, u0, data, mask) -> Mode:
         return InnerState(u, pick(f_try, s.f), pick(g_try, s.g), pick(h_try, s.h), lam,
                           s.n_iter + 1, small | stalled)
 
-    out = jax.lax.while_loop(running, body, state)
-    _, g, h = vgh(out.u)
+    return jax.lax.while_loop(running, body, state)
+
+
+def solve_mode(model: GroupModel, z, u0, data, mask) -> Mode:
+    """The conditional mode of one group, its inner status and iterations; traceable."""
+    f0, _, _ = model.value_grad_hessian(z, u0, data, mask)
+    out = _iterate(model, z, u0, data, mask)
+    _, g, h = model.value_grad_hessian(z, out.u, data, mask)
     _, definite = spd_inverse(-h)
     step = _shifted_step(h, g, 0.0)
     small = jnp.all(jnp.abs(step) <= INNER_TOL * jnp.maximum(jnp.abs(out.u), 1.0))
-    status = jnp.where(~start_ok, int(Status.NONFINITE_START),
+    status = jnp.where(~jnp.isfinite(f0), int(Status.NONFINITE_START),
              jnp.where(~definite, int(Status.SINGULAR_HESSIAN),
              jnp.where(small, int(Status.CONVERGED),
              jnp.where(out.n_iter >= model.max_inner, int(Status.MAX_ITER),
@@ -186,7 +192,7 @@ def solve_mode(model: GroupModel, z, u0, data, mask) -> Mode:
 def conditional_mode(model: GroupModel, z, u0, data, mask):
     """``u*(theta(z))`` of one group, differentiable in ``z`` by the implicit function
     theorem (module notes)."""
-    return solve_mode(model, z, u0, data, mask).u
+    return _iterate(model, z, u0, data, mask).u
 
 
 @conditional_mode.defjvp

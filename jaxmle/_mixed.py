@@ -35,7 +35,7 @@ import numpy as np
 from jaxmle import _groups, _information, _laplace, _loop, _parameters, _precision, _xla
 from jaxmle._fit import Fit
 from jaxmle._newton import Newton
-from jaxmle._objective import Likelihood, Objective, _with_hessian
+from jaxmle._objective import Likelihood, Objective
 from jaxmle._status import RUNNING, Status
 
 DEFAULT_MAX_INNER = 50
@@ -57,14 +57,35 @@ def _per_group(spec: MixedSpec, z, u0, bucket, function):
     """``function(model, z, u0, data, mask)`` of every group of one bucket ``(data, mask)``,
     ``chunk_size`` groups vectorised at a time."""
     data, mask = bucket
-    one = lambda args: function(spec.group, z, u0, *args)
-    return jax.lax.map(one, (data, mask), batch_size=min(spec.chunk_size, mask.shape[0]))
+    one = lambda data, mask: function(spec.group, z, u0, data, mask)
+    if mask.shape[0] <= spec.chunk_size:
+        return jax.vmap(one)(data, mask)
+    return jax.lax.map(lambda args: one(*args), (data, mask), batch_size=spec.chunk_size)
 
 
 def laplace_loglik(spec: MixedSpec, z, u0, buckets):
     """The Laplace log-likelihood summed over every group of every bucket."""
     return sum(jnp.sum(_per_group(spec, z, u0, bucket, _laplace.group_loglik))
                for bucket in buckets)
+
+
+def _forward_hessian(value: Callable) -> Callable:
+    """``z -> (value, gradient, Hessian)`` by forward mode over forward mode: with few
+    parameters it compiled to a smaller program than forward over reverse (no transposed
+    implicit derivative, no stored residuals of the inner loops)."""
+    def value_twice(z):
+        val = value(z)
+        return val, val
+
+    def grad_with_value(z):
+        grad, val = jax.jacfwd(value_twice, has_aux=True)(z)
+        return grad, (val, grad)
+
+    def value_grad_hessian(z):
+        hessian, (val, grad) = jax.jacfwd(grad_with_value, has_aux=True)(z)
+        return val, grad, 0.5 * (hessian + hessian.T)
+
+    return value_grad_hessian
 
 
 def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
@@ -74,7 +95,7 @@ def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
     def value(z):
         return -laplace_loglik(spec, z, u0, buckets)
 
-    objective = Objective(value, jax.value_and_grad(value), _with_hessian(value))
+    objective = Objective(value, jax.value_and_grad(value), _forward_hessian(value))
     solver = Newton()
     loop = _loop.start(solver, objective, z0, max_iter=spec.max_iter, gtol=spec.gtol,
                        blocked=blocked)
