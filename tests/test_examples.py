@@ -1,6 +1,7 @@
 """Examples run in a small mode, so they can never rot."""
 
 import numpy as np
+import pytest
 
 from conftest import load_example
 
@@ -34,3 +35,16 @@ def test_mixture_multistart_and_component_comparison(tmp_path, capsys):
     assert result["df"] == 3 and ms.best.aic < one.aic
     assert "where single starts end" in capsys.readouterr().out
     assert (tmp_path / "mixture.png").stat().st_size > 10_000
+
+
+@pytest.mark.heavy
+def test_mixed_effects_shrinkage(tmp_path, capsys):
+    result = load_example("mixed_effects").main(groups=60, out=tmp_path)
+    fit, sizes, ratio = result["fit"], result["sizes"], result["ratio"]
+    assert fit.converged and (fit.random_status == 0).all()
+    # Shrinkage: conditional modes lie nearer the population line than the groups' own
+    # least-squares lines, and the smallest groups are pulled the most.
+    assert np.median(ratio) < 1
+    assert np.median(ratio[sizes <= 6]) < np.median(ratio[sizes >= 15])
+    assert "Laplace" in capsys.readouterr().out
+    assert (tmp_path / "mixed_effects.png").stat().st_size > 10_000
