@@ -25,6 +25,7 @@ Hessian (``_information``): observed-information standard errors.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 
@@ -112,7 +113,12 @@ def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
     return z, assessed, loop.n_iter, modes
 
 
-_solve_compiled = _xla.jit(solve_mixed, static_argnums=0)
+@functools.cache
+def _solve_compiled():
+    """``solve_mixed`` compiled with XLA's default options: with jaxmle's CPU options
+    (``_xla``) programs of this size over a few thousand groups did not finish compiling
+    in minutes on the project's 2-core CPU, where the defaults take seconds."""
+    return jax.jit(solve_mixed, static_argnums=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -396,7 +402,7 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
         n_obs = float(grouping.kept.sum())
         blocked = np.int32(RUNNING if n_obs >= space.n_free else Status.TOO_FEW_OBSERVATIONS)
         z0 = np.asarray(space.to_unconstrained(init_values), dtype=dtype)
-        z, assessed, n_iter, modes = jax.device_get(_solve_compiled(
+        z, assessed, n_iter, modes = jax.device_get(_solve_compiled()(
             spec, z0, u0, tuple(bucket for _, bucket in buckets), blocked))
 
         order = np.argsort(np.concatenate([members for members, _ in buckets]))
