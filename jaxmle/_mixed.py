@@ -40,7 +40,7 @@ from jaxmle._objective import Likelihood, Objective
 from jaxmle._status import RUNNING, Status
 
 DEFAULT_MAX_INNER = 50
-DEFAULT_CHUNK = 4096
+DEFAULT_CHUNK = 2048
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,18 +56,35 @@ class MixedSpec:
 
 def _per_group(spec: MixedSpec, z, u0, bucket, function):
     """``function(model, z, u0, data, mask)`` of every group of one bucket ``(data, mask)``,
-    ``chunk_size`` groups vectorised at a time."""
+    in equal chunks of at most ``chunk_size`` groups (``_Grouping.buckets`` pads the groups
+    to a whole number of chunks): one ``vmap`` per chunk, chunks in sequence."""
     data, mask = bucket
     one = lambda data, mask: function(spec.group, z, u0, data, mask)
-    if mask.shape[0] <= spec.chunk_size:
+    groups = mask.shape[0]
+    if groups <= spec.chunk_size:
         return jax.vmap(one)(data, mask)
-    return jax.lax.map(lambda args: one(*args), (data, mask), batch_size=spec.chunk_size)
+    count = -(-groups // spec.chunk_size)
+    split = lambda leaf: leaf.reshape(count, groups // count, *leaf.shape[1:])
+    out = jax.lax.map(lambda args: jax.vmap(one)(*args),
+                      jax.tree_util.tree_map(split, (data, mask)))
+    return jax.tree_util.tree_map(lambda leaf: leaf.reshape(groups, *leaf.shape[2:]), out)
+
+
+def _chunked_groups(groups: int, chunk_size: int) -> int:
+    """Groups of a bucket padded to equal chunks of at most ``chunk_size``."""
+    if groups <= chunk_size:
+        return groups
+    count = -(-groups // chunk_size)
+    return count * -(-groups // count)
 
 
 def laplace_loglik(spec: MixedSpec, z, u0, buckets):
     """The Laplace log-likelihood summed over every group of every bucket."""
-    return sum(jnp.sum(_per_group(spec, z, u0, bucket, _laplace.group_loglik))
-               for bucket in buckets)
+    # Padding groups (all rows masked, see ``_Grouping.buckets``) are dropped by ``where``,
+    # which passes no derivative of theirs either.
+    return sum(jnp.sum(jnp.where(valid, _per_group(spec, z, u0, bucket, _laplace.group_loglik),
+                                 0.0))
+               for bucket, valid in buckets)
 
 
 def _forward_hessian(value: Callable) -> Callable:
@@ -109,7 +126,7 @@ def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
                       None)
     assessed = _information.assess(solver.derivatives(objective, loop.solver_state), stub,
                                    space, z, loop.status, cov_kind="observed", xtol=spec.xtol)
-    modes = tuple(_per_group(spec, z, u0, bucket, _laplace.mode_summary) for bucket in buckets)
+    modes = tuple(_per_group(spec, z, u0, bucket, _laplace.mode_summary) for bucket, _ in buckets)
     return z, assessed, loop.n_iter, modes
 
 
@@ -254,24 +271,32 @@ class _Grouping:
                                fallback)
         self.dtype = dtype
 
-    def buckets(self):
-        """``[(members, (data, mask))]``: the groups of each length and their padded rows."""
+    def buckets(self, chunk_size: int):
+        """``[(members, ((data, mask), valid))]``: the groups of each length, their padded
+        rows, and ``valid`` False on groups added (copies of the last, rows masked) to make
+        equal chunks of at most ``chunk_size`` groups."""
         lengths = _lengths(self.kept)
         out = []
         for length in np.unique(lengths):
             members = np.flatnonzero(lengths == length)
+            real = members.size
+            members = np.concatenate([members, np.full(
+                _chunked_groups(real, chunk_size) - real, members[-1])])
             where = np.full(self.labels.size, -1)
-            where[members] = np.arange(members.size)
+            where[members[:real]] = np.arange(real)
             index = np.repeat(self.filler[members][:, None], int(length), axis=1)
             take = where[self.group_of_row] >= 0
             index[where[self.group_of_row[take]], self.slot[take]] = self.used_rows[take]
             mask = np.arange(int(length))[None, :] < self.kept[members][:, None]
+            valid = np.arange(members.size) < real
+            mask[~valid] = False
 
             def gather(leaf):
                 taken = leaf[index]
                 return taken.astype(self.dtype) if np.issubdtype(leaf.dtype, np.floating) else taken
 
-            out.append((members, (jax.tree_util.tree_map(gather, self.data), mask)))
+            out.append((members[:real], ((jax.tree_util.tree_map(gather, self.data), mask),
+                                         valid)))
         return out
 
 
@@ -390,12 +415,13 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
         _parameters.check_in_support(space, init_values)
         layout, u0, random_tree = _random_layout(random, dtype)
         grouping = _Grouping(data, groups, dtype)
-        buckets = grouping.buckets()
+        buckets = grouping.buckets(int(chunk_size))
         abstract = lambda tree: jax.tree_util.tree_map(
             lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
-        data_one = jax.tree_util.tree_map(lambda leaf: leaf[0], buckets[0][1][0])
+        (data_first, mask_first), _ = buckets[0][1]
+        data_one = jax.tree_util.tree_map(lambda leaf: leaf[0], data_first)
         _check_model(log_density, log_random, abstract(init_values), abstract(random_tree),
-                     abstract(data_one), buckets[0][1][1].shape[1])
+                     abstract(data_one), mask_first.shape[1])
 
         model = _laplace.GroupModel(log_density, log_random, space, layout, int(max_inner))
         spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size))
@@ -407,7 +433,9 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
 
         order = np.argsort(np.concatenate([members for members, _ in buckets]))
         in_labels = lambda part: np.concatenate(part)[order]
-        u, sd, status, _ = (in_labels([mode[i] for mode in modes]) for i in range(4))
+        sizes = [members.size for members, _ in buckets]
+        u, sd, status, _ = (in_labels([mode[i][:size] for mode, size in zip(modes, sizes)])
+                            for i in range(4))
         unflatten = lambda flat: jax.vmap(layout.unflatten)(jnp.asarray(flat))
         params = jax.device_get(space.to_constrained(jnp.asarray(z)))
         return MixedFit(

@@ -281,8 +281,13 @@ def test_rows_must_line_up_and_labels_be_present():
 def test_grouping_pads_each_group_with_its_own_rows():
     X, Z, y, labels = _lmm_data()
     grouping = _mixed._Grouping((X, Z, y), labels, np.float64)
-    ((members, (data, mask)),) = grouping.buckets()
-    assert mask.shape == (40, 6) and members.tolist() == list(range(40))
+    ((members, ((data, mask), valid)),) = grouping.buckets(2048)
+    assert mask.shape == (40, 6) and members.tolist() == list(range(40)) and valid.all()
+    # Equal chunks: 40 groups in chunks of at most 16 are 3 chunks of 14, two added groups
+    # with every row masked.
+    ((members, ((_, chunked), valid)),) = grouping.buckets(16)
+    assert chunked.shape == (42, 6) and members.size == 40 and valid.sum() == 40
+    assert not chunked[~valid].any()
     assert mask.sum(1).tolist() == grouping.kept.tolist()
     _, _, y_padded = data
     assert np.all(np.isfinite(y_padded))
