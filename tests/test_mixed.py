@@ -8,7 +8,6 @@ share a few fixtures and carry the ``heavy`` marker; structural checks run befor
 is compiled and stay in the fast layer.
 """
 
-import math
 import pathlib
 
 import jax
