@@ -4,11 +4,12 @@ The public surface is this module; everything else is private. See the README an
 ``shared/API.md`` for the contract.
 """
 
-from jaxmle import models
+from jaxmle import mixed, models
 from jaxmle._bootstrap import Bootstrap, bootstrap
 from jaxmle._cache import enable_compilation_cache
 from jaxmle._calibration import Calibration, calibrate
-from jaxmle._constraints import interval, ordered, positive, real, simplex, unit_interval
+from jaxmle._constraints import (cholesky, interval, ordered, positive, real, simplex,
+                                 unit_interval)
 from jaxmle._diagnostics import Diagnosis, diagnose, refit
 from jaxmle._distributed import gather_fits, process_shard
 from jaxmle._engine import fit, fit_batch
@@ -16,6 +17,7 @@ from jaxmle._fit import Fit
 from jaxmle._groups import GroupFits, fit_groups
 from jaxmle._hypothesis import Comparison, compare, score_test, wald_test
 from jaxmle._inference import delta_method, lr_test
+from jaxmle._mixed import MixedFit, fit_mixed
 from jaxmle._model import Model
 from jaxmle._multistart import Multistart, multistart
 from jaxmle._profile import Profile, profile
@@ -30,6 +32,7 @@ __all__ = [
            "Comparison",
            "Diagnosis",
            "Fit",
+           "MixedFit",
            "GroupFits",
            "Model",
            "Multistart",
@@ -38,6 +41,7 @@ __all__ = [
            "bootstrap",
            "calibrate",
            "censored",
+           "cholesky",
            "compare",
            "concat_fits",
            "delta_method",
@@ -46,10 +50,12 @@ __all__ = [
            "fit",
            "fit_batch",
            "fit_groups",
+           "fit_mixed",
            "fit_stream",
            "gather_fits",
            "interval",
            "lr_test",
+           "mixed",
            "models",
            "multistart",
            "ordered",

@@ -12,6 +12,7 @@ parameter ``theta`` and back. Constraints are frozen dataclasses compared by val
 | ``interval(lo, hi)``| lo < theta < hi          | lo + (hi - lo) logistic(z)          |
 | ``simplex``         | theta > 0, sums to 1 over the last axis (m entries, m - 1 free) | softmax([z, 0]) (additive log-ratio) |
 | ``ordered``         | strictly increasing along the last axis | z_0, then z_0 + cumsum(exp(z_1:)) |
+| ``cholesky``        | lower-triangular ``(q, q)`` with a positive diagonal (q(q+1)/2 free) | rows of the lower triangle, diagonal exp(z) |
 """
 
 from __future__ import annotations
@@ -155,11 +156,58 @@ class Ordered(Constraint):
             else "values must be strictly increasing along the last axis")
 
 
+@dataclasses.dataclass(frozen=True, repr=False)
+class Cholesky(Constraint):
+    """Lower-triangular matrices with a positive diagonal over the last two axes: the
+    Cholesky factor ``L`` of a covariance ``L L'`` (Pinheiro & Bates 1996, "Unconstrained
+    parametrizations for variance-covariance matrices", the log-Cholesky form). The free
+    coordinates are the lower triangle row by row (``numpy.tril_indices`` order), the
+    diagonal entries on the log scale; the upper triangle is fixed at 0."""
+
+    name = "cholesky"
+    elementwise = False
+
+    def free_shape(self, shape):
+        q = shape[-1]
+        return (*shape[:-2], q * (q + 1) // 2)
+
+    @staticmethod
+    def _indices(q: int):
+        rows, cols = np.tril_indices(q)
+        return rows, cols, rows == cols
+
+    def to_constrained(self, z):
+        m = z.shape[-1]
+        q = int(round((math.sqrt(8 * m + 1) - 1) / 2))
+        rows, cols, diagonal = self._indices(q)
+        values = jnp.where(diagonal, jnp.exp(z), z)
+        out = jnp.zeros((*z.shape[:-1], q, q), z.dtype)
+        return out.at[..., rows, cols].set(values)
+
+    def to_unconstrained(self, theta):
+        rows, cols, diagonal = self._indices(theta.shape[-1])
+        values = theta[..., rows, cols]
+        return jnp.where(diagonal, jnp.log(jnp.where(diagonal, values, 1.0)), values)
+
+    def violation(self, theta):
+        if theta.ndim < 2 or theta.shape[-1] != theta.shape[-2] or theta.shape[-1] < 1:
+            return f"a Cholesky factor must be a square (q, q) matrix, got shape {theta.shape}"
+        problem = super().violation(theta)
+        if problem:
+            return problem
+        if np.any(np.triu(theta, 1) != 0):
+            return "a Cholesky factor must be lower-triangular (zeros above the diagonal)"
+        if not np.all(np.diagonal(theta, axis1=-2, axis2=-1) > 0):
+            return "the diagonal of a Cholesky factor must be > 0"
+        return None
+
+
 real = Constraint()
 positive = Positive()
 unit_interval = Interval(0.0, 1.0)
 simplex = Simplex()
 ordered = Ordered()
+cholesky = Cholesky()
 
 
 def interval(lo: float, hi: float) -> Interval:
@@ -174,7 +222,7 @@ def interval(lo: float, hi: float) -> Interval:
 
 
 BY_NAME = {"real": real, "positive": positive, "unit_interval": unit_interval, "simplex": simplex,
-           "ordered": ordered}
+           "ordered": ordered, "cholesky": cholesky}
 
 
 def as_constraint(spec) -> Constraint:
@@ -185,4 +233,4 @@ def as_constraint(spec) -> Constraint:
         return BY_NAME[spec]
     raise ValueError(
         f"unknown constraint {spec!r}; use one of jm.real, jm.positive, jm.unit_interval, "
-        f"jm.simplex, jm.ordered, jm.interval(lo, hi) (or the names {sorted(BY_NAME)})")
+        f"jm.simplex, jm.ordered, jm.cholesky, jm.interval(lo, hi) (or the names {sorted(BY_NAME)})")

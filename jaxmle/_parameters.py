@@ -137,6 +137,10 @@ def build(init, constraints) -> ParameterSpace:
         if isinstance(constraint, _constraints.Simplex) and (len(shape) == 0 or shape[-1] < 2):
             raise ValueError(f"parameter {name}: a simplex needs at least "
                              f"2 entries along its last axis, got shape {shape}")
+        if isinstance(constraint, _constraints.Cholesky) and (
+                len(shape) < 2 or shape[-1] != shape[-2] or shape[-1] < 1):
+            raise ValueError(f"parameter {name}: a Cholesky factor must be a square (q, q) "
+                             f"matrix, got shape {shape}")
     return ParameterSpace(treedef, shapes, tuple(per_leaf), leaf_names)
 
 

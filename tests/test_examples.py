@@ -58,3 +58,16 @@ def test_survival_kaplan_meier_and_fitted_curves(tmp_path, capsys):
     assert (se > 0).all() and se[0] < 0.01 < se.max()
     assert "AIC chooses the weibull model" in capsys.readouterr().out
     assert (tmp_path / "survival.png").stat().st_size > 10_000
+
+
+@pytest.mark.heavy
+def test_mixed_effects_shrinkage(tmp_path, capsys):
+    result = load_example("mixed_effects").main(groups=60, out=tmp_path)
+    fit, sizes, ratio = result["fit"], result["sizes"], result["ratio"]
+    assert fit.converged and (fit.random_status == 0).all()
+    # Shrinkage: conditional modes lie nearer the population line than the groups' own
+    # least-squares lines, and the smallest groups are pulled the most.
+    assert np.median(ratio) < 1
+    assert np.median(ratio[sizes <= 6]) < np.median(ratio[sizes >= 15])
+    assert "Laplace" in capsys.readouterr().out
+    assert (tmp_path / "mixed_effects.png").stat().st_size > 10_000
