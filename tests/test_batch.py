@@ -48,6 +48,7 @@ def test_nan_dataset_is_flagged_and_leaves_others_bit_identical():
         assert np.array_equal(poisoned.se[key][others], clean.se[key][others])
 
 
+@pytest.mark.heavy
 def test_ragged_mask_equals_individual_fits_even_with_padding_outside_support():
     rng = np.random.default_rng(7)
     lengths = np.array([200, 3, 57, 120, 199, 10])
@@ -146,6 +147,7 @@ def test_batch_options_match_single_fits():
         assert many[b].n_obs == weights[b].sum()
 
 
+@pytest.mark.heavy
 def test_integer_init_and_unjitted_run_agree():
     x = simulate("exponential", seed=13)[:20]
     jitted = jm.fit(EXPONENTIAL.log_density, {"rate": 1}, x, constraints=EXPONENTIAL.constraints)

@@ -125,6 +125,7 @@ def _assert_dataset_equals(batch, b, single):
     assert batch.n_failed[b] == single.n_failed
 
 
+@pytest.mark.heavy
 def test_batch_equals_single_calls_and_respects_the_mask(ragged):
     x, mask, fit = ragged
     boot = jm.bootstrap(fit, x, mask=mask, replicates=BATCH_R, seed=SEED)

@@ -29,6 +29,7 @@ def _simulated(model, truth, n, seed, replicates):
     return np.asarray(jax.vmap(lambda key: model.simulate(key, truth, n))(keys))
 
 
+@pytest.mark.heavy
 def test_wald_intervals_of_a_regular_model_are_calibrated():
     truth = {"mu": 1.5, "sigma": 2.0}
     cal = jm.calibrate(NORMAL, NORMAL.simulate, truth, n=200, replicates=R, seed=SEED,

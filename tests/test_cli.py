@@ -217,6 +217,7 @@ def test_there_is_no_bench_command(capsys):
     assert exit_.value.code == 2 and "invalid choice: 'bench'" in capsys.readouterr().err
 
 
+@pytest.mark.heavy
 def test_installed_script_keeps_compiled_fits_unless_told_not_to(tmp_path):
     script = shutil.which("jaxmle")
     assert script is not None, "the jaxmle script is not installed: pip install -e ."
@@ -282,6 +283,7 @@ def test_interrupt_keeps_finished_chunks(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "again.csv").read_bytes() == out.read_bytes() and not store.exists()
 
 
+@pytest.mark.heavy
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, capsys):
     data, out = tmp_path / "data.csv", tmp_path / "out.csv"
     values, labels = write_table(data, seed=3, groups=CHUNKED_GROUPS)

@@ -3,12 +3,14 @@
 import math
 
 import numpy as np
+import pytest
 
 from conftest import ESTIMATE_RTOL, OPTAX_RTOL, load_example
 
 DATASETS, OBS, SIZES = 300, 100, (30, 300, 3_000)
 
 
+@pytest.mark.heavy
 def test_quick_closed_form_benchmark(tmp_path, capsys):
     bench = load_example("closed_forms", folder="benchmarks")
     result = bench.main(DATASETS, OBS, models=["normal"], sizes=SIZES,

@@ -39,6 +39,7 @@ def test_single_fit_matches_closed_form(model, method_name):
     _check(fit.params, fit.se, expected, expected_se, _tolerance(method_name))
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("method_name", list(METHODS))
 @pytest.mark.parametrize("model", list(CASES))
 def test_batch_fit_matches_closed_form(model, method_name):

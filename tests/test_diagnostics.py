@@ -125,6 +125,7 @@ def test_batch_diagnosis_equals_single_ones_and_summarises_failures():
     assert "datasets heading for a boundary, by parameter: " in text and "beta[1] 1" in text
 
 
+@pytest.mark.heavy
 def test_refit_replaces_only_failures_that_the_new_fit_fixes():
     X = np.random.default_rng(5).exponential(2.0, size=(6, N))
     X[3] = np.nan
@@ -146,6 +147,7 @@ def test_refit_replaces_only_failures_that_the_new_fit_fixes():
     np.testing.assert_array_equal(kept.params["rate"], full.params["rate"])
 
 
+@pytest.mark.heavy
 def test_refit_with_several_starts_finds_the_better_mixture_optimum():
     # Three clusters: the start merges the middle one into the right component, a local
     # maximum (as in test_multistart); several starts find the global one.

@@ -74,6 +74,7 @@ def test_batch_smaller_than_process_count_raises(monkeypatch):
         jm.process_shard(2)
 
 
+@pytest.mark.heavy
 def test_single_process_gather_returns_the_fit(whole):
     assert jm.gather_fits(whole) is whole
 
@@ -83,6 +84,7 @@ def test_gather_of_a_single_dataset_fit_raises(whole):
         jm.gather_fits(whole[0])
 
 
+@pytest.mark.heavy
 def test_two_processes_on_localhost_equal_one(whole, tmp_path):
     # Not overlapped with the reference fit: three compilations on two cores take longer.
     results = _results(_start_workers(tmp_path), tmp_path)

@@ -6,6 +6,7 @@ import pytest
 from conftest import load_example
 
 
+@pytest.mark.heavy
 def test_quickstart_small(capsys):
     fits = load_example("quickstart").main(datasets=64, obs=200)
     out = capsys.readouterr().out
@@ -14,6 +15,7 @@ def test_quickstart_small(capsys):
     assert len(fits) == 64
 
 
+@pytest.mark.heavy
 def test_mixture_multistart_and_component_comparison(tmp_path, capsys):
     from scipy import stats
 

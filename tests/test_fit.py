@@ -60,6 +60,7 @@ def test_loglik_excludes_prior_and_map_equals_beta_posterior_mode():
     np.testing.assert_allclose(fit.se["p"], 1 / np.sqrt(info), rtol=1e-7)
 
 
+@pytest.mark.heavy
 def test_all_successes_is_reported_on_the_boundary_not_converged():
     fit = jm.fit(BERNOULLI.log_density, BERNOULLI.init, np.ones(3), constraints=BERNOULLI.constraints)
     assert fit.status == jm.Status.BOUNDARY and not fit.converged
@@ -93,6 +94,7 @@ def test_non_identified_parameters_give_singular_hessian_and_nan_se():
     assert np.isnan(fit.se["a"]) and np.isnan(fit.cov).all()
 
 
+@pytest.mark.heavy
 def test_lr_test_exponential_within_gamma():
     x = simulate("exponential", seed=23)
     exponential = jm.fit(lambda p, x: stats.gamma.logpdf(x, 1.0, scale=1 / p["rate"]),
@@ -137,6 +139,7 @@ def test_repeated_fits_of_same_shape_do_not_retrace():
     assert len(traces) == first
 
 
+@pytest.mark.heavy
 def test_float64_without_touching_the_global_flag_and_float32_option():
     script = textwrap.dedent("""
         import jax, numpy as np

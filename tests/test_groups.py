@@ -59,6 +59,7 @@ def test_groups_equal_fit_batch_and_the_closed_form(normal_groups):
     assert not fits.n_excluded.any()
 
 
+@pytest.mark.heavy
 def test_sorted_input_and_small_chunks_give_the_same_results(normal_groups):
     values, labels, fits = normal_groups
     order = np.argsort(labels, kind="stable")  # already grouped: no sort inside
@@ -104,6 +105,7 @@ def test_chunks_and_blocks_hold_each_group_once():
                                           original[np.isfinite(original)])
 
 
+@pytest.mark.heavy
 def test_small_groups_join_the_longer_bucket_and_match_the_closed_form(normal_groups):
     values, labels, _ = normal_groups
     rng = np.random.default_rng(4)
@@ -118,6 +120,7 @@ def test_small_groups_join_the_longer_bucket_and_match_the_closed_form(normal_gr
         np.testing.assert_allclose(fits.fit.params["sigma"][i], rows.std(), rtol=ESTIMATE_RTOL)
 
 
+@pytest.mark.heavy
 def test_group_problems_leave_the_other_groups_bit_identical():
     values, labels = long_table(seed=1)  # positive values: a Gamma model
     # A 17th group, emptied below; both runs then have one block of 17 groups of 32.

@@ -76,6 +76,7 @@ def test_a_keyword_that_contradicts_the_model_is_an_error():
         jm.Model(_normal, log_prior=0.5)
 
 
+@pytest.mark.heavy
 def test_tools_work_on_the_objective_the_fit_maximised():
     # A tight prior pulls mu far from the sample mean: on the likelihood alone, the MAP
     # estimate is no maximum, so a profile of the wrong objective finds a better point.

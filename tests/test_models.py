@@ -159,6 +159,7 @@ SCIPY_FITS = {
 }
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(SCIPY_FITS))
 def test_against_scipy_fit(name):
     simulate, scipy_fit, as_scipy, loglik = SCIPY_FITS[name]
@@ -220,6 +221,7 @@ ALL_MODELS = {**MODELS, **{name: getattr(jm.models, name) for name in (
     "poisson_regression")}, "gaussian_mixture": MIXTURE}
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(ALL_MODELS))
 def test_simulated_data_recover_the_truth(name):
     """Simulator and log-density agree: at n = 4000 every estimate lies within 4.5 SE of the
@@ -275,6 +277,7 @@ def test_gaussian_mixture_equals_an_independent_em_and_orders_its_components():
         jm.models.gaussian_mixture(1)
 
 
+@pytest.mark.heavy
 def test_gaussian_mixture_batch_uses_one_label_order():
     with jax.enable_x64(True):
         keys = jax.random.split(jax.random.key(8), B)

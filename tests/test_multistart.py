@@ -18,6 +18,7 @@ def _three_clusters(seed):
     return np.concatenate([rng.normal(c, 0.6, s) for c, s in zip((-4, 0, 4), (100, 100, 140))])
 
 
+@pytest.mark.heavy
 def test_multistart_finds_the_global_optimum_that_a_single_start_misses():
     x = _three_clusters(1)
     single = jm.fit(MIXTURE, LOCAL_START, x)
@@ -40,6 +41,7 @@ def test_unimodal_likelihood_has_one_optimum():
     np.testing.assert_allclose(ms.best.params["mu"], x.mean(), rtol=ESTIMATE_RTOL)
 
 
+@pytest.mark.heavy
 def test_batch_equals_single_and_user_starts_are_used():
     data = np.stack([_three_clusters(seed) for seed in (1, 3, 4)])
     starts = {"weights": np.full((2, 2), 0.5), "mu": np.array([[-4.0, 2.0], [-2.0, 4.0]]),

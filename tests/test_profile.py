@@ -73,6 +73,7 @@ def test_a_profile_that_finds_a_better_optimum_reports_it_instead_of_intervals()
     assert refit.loglik > local.loglik + 0.1
 
 
+@pytest.mark.heavy
 def test_open_end_and_failed_fit_are_flagged_not_invented():
     # Student-t data with n = 100: the profile of df flattens towards the Normal
     # likelihood, 0.55 units below the maximum, so the interval is open above.
@@ -92,6 +93,7 @@ def test_open_end_and_failed_fit_are_flagged_not_invented():
     assert prof.failed["df"] and prof.failed["loc"] and all(np.isnan(v) for v in prof.lower.values())
 
 
+@pytest.mark.heavy
 def test_batch_equals_single_profiles():
     X = np.random.default_rng(3).normal(1.0, 2.0, size=(6, 30))
     X[4] = np.nan  # a failed dataset in the batch changes nobody else's intervals

@@ -104,6 +104,7 @@ def reduce_every_batch(monkeypatch):
     monkeypatch.setattr(_batch, "REDUCE_MIN_ELEMENTS", 0)
 
 
+@pytest.mark.heavy
 def test_reduced_start_batches_converge_on_all_observations_in_at_most_one_iteration(
         reduce_every_batch):
     # Ragged Normal datasets (padding holds values far outside the data) with weights.
@@ -125,6 +126,7 @@ def test_reduced_start_batches_converge_on_all_observations_in_at_most_one_itera
     np.testing.assert_allclose(fits.se["mu"], sd / np.sqrt(w.sum(1)), rtol=SE_RTOL)
 
 
+@pytest.mark.heavy
 def test_reduced_start_gives_the_fit_of_the_unreduced_path(reduce_every_batch):
     # From (1, 1), where xlogy's derivative rule is not kept in the reduced form.
     x = np.random.default_rng(4).gamma(2.5, 1 / 1.7, size=(40, 256))

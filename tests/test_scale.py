@@ -62,6 +62,7 @@ def test_layout_pads_less_than_one_dataset_per_chunk_and_none_where_it_can():
     assert _batch.layout(10_000, 128, 1).windows == 5  # the fewest: 5 windows of 16 chunks
 
 
+@pytest.mark.heavy
 def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggling):
     # chunk 32 -> quota 2: rounds end with stragglers still running, which are gathered
     # with fresh datasets into the next round; chunk 8 -> quota 0: plain chunks.
@@ -77,6 +78,7 @@ def test_stragglers_are_compacted_and_results_do_not_depend_on_the_chunk(straggl
         np.testing.assert_allclose(compacted.params["mu"][b], one.params["mu"], rtol=1e-9)
 
 
+@pytest.mark.heavy
 def test_windows_read_their_own_datasets(straggling):
     # 63 datasets in chunks of 2: two windows of 16 chunks, padded to 64; every window reads
     # its datasets' data, mask and weights from the whole batch at its own offset (the
@@ -95,6 +97,7 @@ def test_windows_read_their_own_datasets(straggling):
     _assert_same_fits(windowed, whole)
 
 
+@pytest.mark.heavy
 def test_compiler_options_do_not_change_a_fit(straggling, monkeypatch):
     # jaxmle compiles with its own XLA CPU options (_xla: other code emitters, YNNPACK for
     # dot products only); the same batch compiled with XLA's defaults must give the same
@@ -221,6 +224,7 @@ def _run_python(code: str, env_extra: dict) -> str:
     return done.stdout
 
 
+@pytest.mark.heavy
 def test_batch_spreads_over_four_local_devices_with_unchanged_results(tmp_path, straggling):
     np.save(tmp_path / "x.npy", straggling)
     out = _run_python(f"""
@@ -247,6 +251,7 @@ def test_batch_spreads_over_four_local_devices_with_unchanged_results(tmp_path, 
     np.testing.assert_allclose(sharded["se"], single.se["sigma"], rtol=REGROUP_RTOL)
 
 
+@pytest.mark.heavy
 def test_compilation_cache_is_reused_by_a_second_process(tmp_path):
     code = f"""
         import logging, numpy as np, jaxmle as jm
@@ -269,6 +274,7 @@ def test_compilation_cache_is_reused_by_a_second_process(tmp_path):
     assert first.stdout == second.stdout
 
 
+@pytest.mark.heavy
 def test_a_subsample_fit_that_is_not_certified_is_not_used_as_the_start():
     # Every 16th observation is perfectly separated (its fit drifts to a boundary, status
     # BOUNDARY); the full data overlap near 0 and have an interior optimum. The single fit
@@ -293,6 +299,7 @@ def test_a_subsample_fit_that_is_not_certified_is_not_used_as_the_start():
     np.testing.assert_allclose(one.params, batch.params[0], rtol=1e-12)
 
 
+@pytest.mark.heavy
 def test_long_datasets_are_evaluated_in_blocks_with_every_observation_counted_once():
     # n >= BLOCKED_OBS: passes run block by block, the last block slid back to end at n and
     # its repeated observations masked. Any observation dropped or counted twice would move

@@ -57,6 +57,7 @@ def test_coin_prints_numbers_without_matplotlib(monkeypatch, tmp_path, capsys):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.heavy
 def test_normal_surface(tmp_path):
     sizes, datasets = (5, 50), 256
     module = load_example("normal_surface")
@@ -141,6 +142,7 @@ def _closed_forms(label, x):
     raise AssertionError(f"no closed form in the test for {label!r}")
 
 
+@pytest.mark.heavy
 def test_closed_form_table():
     n = 200
     r = load_example("closed_form_table").main(n=n, neutral=False)

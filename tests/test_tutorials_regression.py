@@ -15,6 +15,7 @@ import math
 import sys
 
 import numpy as np
+import pytest
 import statsmodels.api as sm
 from conftest import ESTIMATE_RTOL, OPTAX_RTOL, SE_RTOL, load_example
 from scipy import optimize, special, stats
@@ -141,6 +142,7 @@ def test_linear_regression(tmp_path):
     assert_png(tmp_path / "linear_regression.png")
 
 
+@pytest.mark.heavy
 def test_shrinkage(tmp_path):
     sizes, datasets = (10, 100, 1_000), 1_000
     module = load_example("shrinkage")
