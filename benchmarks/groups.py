@@ -34,7 +34,7 @@ import time
 import numpy as np
 
 import jaxmle as jm
-from jaxmle import _groups
+from jaxmle.tabular import _groups
 
 PIECE = 10_000_000  # rows simulated at a time (bounded temporaries)
 

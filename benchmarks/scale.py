@@ -32,7 +32,7 @@ import numpy as np
 from jax.scipy import stats
 
 import jaxmle as jm
-from jaxmle import _batch
+from jaxmle.batch import _batch
 
 def normal(p, x):
     return stats.norm.logpdf(x, p["mu"], p["sigma"])

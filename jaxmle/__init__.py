@@ -5,25 +5,25 @@ The public surface is this module; everything else is private. See the README an
 """
 
 from jaxmle import mixed, models
-from jaxmle._bootstrap import Bootstrap, bootstrap
-from jaxmle._cache import enable_compilation_cache
-from jaxmle._calibration import Calibration, calibrate
-from jaxmle._constraints import (cholesky, interval, ordered, positive, real, simplex,
+from jaxmle.core._cache import enable_compilation_cache
+from jaxmle.inference._bootstrap import Bootstrap, bootstrap
+from jaxmle.inference._calibration import Calibration, calibrate
+from jaxmle.core._constraints import (cholesky, interval, ordered, positive, real, simplex,
                                  unit_interval)
-from jaxmle._diagnostics import Diagnosis, diagnose, refit
-from jaxmle._distributed import gather_fits, process_shard
-from jaxmle._engine import fit, fit_batch
-from jaxmle._fit import Fit
-from jaxmle._groups import GroupFits, fit_groups
-from jaxmle._hypothesis import Comparison, compare, score_test, wald_test
-from jaxmle._inference import delta_method, lr_test
-from jaxmle._mixed import MixedFit, fit_mixed
-from jaxmle._model import Model
-from jaxmle._multistart import Multistart, multistart
-from jaxmle._profile import Profile, profile
-from jaxmle._status import Status
-from jaxmle._survival import censored
-from jaxmle._stream import Block, concat_fits, fit_stream
+from jaxmle.batch._distributed import gather_fits, process_shard
+from jaxmle.batch._stream import Block, concat_fits, fit_stream
+from jaxmle.core._engine import fit, fit_batch
+from jaxmle.core._fit import Fit
+from jaxmle.core._model import Model
+from jaxmle.core._status import Status
+from jaxmle.inference._diagnostics import Diagnosis, diagnose, refit
+from jaxmle.inference._hypothesis import Comparison, compare, score_test, wald_test
+from jaxmle.inference._inference import delta_method, lr_test
+from jaxmle.inference._multistart import Multistart, multistart
+from jaxmle.inference._profile import Profile, profile
+from jaxmle.random_effects._mixed import MixedFit, fit_mixed
+from jaxmle.survival._survival import censored
+from jaxmle.tabular._groups import GroupFits, fit_groups
 
 __all__ = [
            "Block",

@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import special, stats
 
-from jaxmle._constraints import ordered, positive, simplex, unit_interval
-from jaxmle._model import Model
+from jaxmle.core._constraints import ordered, positive, simplex, unit_interval
+from jaxmle.core._model import Model
 
 # Starts are kept this far inside the unit interval, so that data with all successes or
 # all failures still give a finite start (the fit then reports BOUNDARY).

@@ -1,0 +1,261 @@
+"""The batched driver: chunks, straggler compaction, and the spread over local devices.
+
+A batch of ``B`` datasets is laid out as ``devices x windows x chunks x chunk`` (padded at
+the end with blocked copies of dataset 0 that never iterate and are dropped). On each
+device, the windows (at most 16 chunks each) are solved one after another, each thus:
+
+1. Every dataset is started (loss and derivatives at its start, stopping test). In a batch
+   of at least ``REDUCE_MIN_ELEMENTS`` data elements whose model is affine in functions
+   of the data (``_reduce``: Normal, Gamma, Poisson, linear regression ...), each
+   dataset's start is first moved to the optimum of its reduced problem, fitted by Newton
+   on sufficient statistics from one pass over its data; the fit on all observations
+   then usually stops at its first stopping test.
+2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
+   together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of them
+   still run; their states are written back, and the lanes of finished datasets take the
+   next datasets in order, while the stragglers stay. A vmapped loop costs as much as its
+   slowest member; this way a slow dataset holds one lane, not a whole chunk. Once no fresh
+   dataset is left, the last round runs until every dataset has stopped. A round costs
+   O(window) whatever the batch size, so time grows linearly with B.
+3. Every dataset's final iterate is certified and its covariance computed (chunked again,
+   so per-observation scores never exist for the whole batch at once).
+
+Each dataset's arithmetic is the same whichever chunk it runs in, so a result does not
+depend on the batch it came with. Devices: ``jax.shard_map`` over a one-axis mesh of the
+local devices; datasets are independent, so no device talks to another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, PartitionSpec
+
+from jaxmle.core import _loop, _solve, _xla
+from jaxmle.core._fit import Fit
+from jaxmle.core._status import Status
+
+STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets still run
+# A chunk's data and per-observation derivative terms should stay in cache: measured on
+# the project's quiet 2-core CPU, the best chunks were 128-256 Normal datasets (k = 2) of
+# 1,000 observations and 32-64 logistic-regression datasets (k = 5) of the same n.
+CHUNK_BYTES = 8 * 2**20
+MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills the cache
+# Continuous batching runs over windows of at most this many chunks, one window after
+# another: a round then costs O(window), not O(batch), so time stays linear in B.
+WINDOW_CHUNKS = 16
+# Batches of at least this many data elements first fit each dataset's reduced problem
+# (``_solve.reduced_start_one``). It saves most passes over the data, but its second
+# Newton loop lengthens the first call: it pays back within one call from about 1e8
+# elements (``benchmarks/first_call.py``; the measurements are in ``docs/design.md``).
+REDUCE_MIN_ELEMENTS = 2**27
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Static shape of a batched solve: ``devices * windows * chunks * chunk`` datasets.
+
+    ``quota``: a round of ``chunk`` datasets ends when at most this many still run.
+    """
+
+    devices: int
+    windows: int
+    chunks: int  # per window
+    chunk: int
+    quota: int
+
+    @property
+    def padded(self) -> int:
+        return self.devices * self.windows * self.chunks * self.chunk
+
+
+def auto_chunk_size(bytes_per_dataset: int, n_obs: int | None, n_free: int) -> int:
+    """Datasets per chunk: a power of two whose working set is about ``CHUNK_BYTES``.
+
+    The working set of a dataset is its data plus the ``k (k + 1)`` forward tangents per
+    observation of a Hessian pass (``k`` free parameters).
+    """
+    per_dataset = bytes_per_dataset + 8 * (n_obs or 1) * n_free * (n_free + 1)
+    chunk = 2 ** round(np.log2(max(CHUNK_BYTES / per_dataset, 1.0)))
+    return int(min(MAX_CHUNK, max(MIN_CHUNK, chunk)))
+
+
+def _window_count(total: int, relaxed: bool) -> int | None:
+    """The fewest windows of equal size, at most ``WINDOW_CHUNKS`` chunks each, that cover
+    ``total`` chunks; ``relaxed``: any such count whose windows have at least a quarter of
+    ``WINDOW_CHUNKS``, not just the fewest. None if there is none."""
+    fewest = -(-total // WINDOW_CHUNKS)
+    most = total // (WINDOW_CHUNKS // 4) if relaxed else fewest
+    return next((count for count in range(fewest, most + 1) if total % count == 0), None)
+
+
+def layout(batch: int, chunk_size: int, devices: int) -> Layout:
+    """Equal chunks of at most ``chunk_size`` covering ``batch`` datasets on ``devices``.
+
+    A layout that covers the batch exactly, with chunks of at least 3/4 of ``chunk_size``, is
+    preferred (the fewest windows if they split the chunks evenly, else windows of at least
+    ``WINDOW_CHUNKS // 4`` chunks): padding costs a copy of the whole batch into fresh
+    memory, whose page faults make it slow and erratic (measurements in ``docs/design.md``).
+    Otherwise padding is kept below one dataset per chunk (a remainder chunk would compile
+    the body a second time).
+    """
+    devices = max(1, min(devices, batch))
+    per_device = -(-batch // devices)
+    all_chunks = -(-per_device // chunk_size)
+    if batch % devices == 0:
+        totals = [total for total in range(all_chunks, int(per_device / (0.75 * chunk_size)) + 1)
+                  if per_device % total == 0]
+        for relaxed in (False, True):
+            for total in totals:
+                windows = _window_count(total, relaxed)
+                if windows is not None:
+                    chunk = per_device // total
+                    return Layout(devices, windows, total // windows, chunk,
+                                  chunk // STRAGGLER_FRACTION)
+    windows = -(-all_chunks // WINDOW_CHUNKS)
+    chunks = -(-all_chunks // windows)
+    chunk = -(-per_device // (windows * chunks))
+    return Layout(devices, windows, chunks, chunk, chunk // STRAGGLER_FRACTION)
+
+
+def _unchunked(tree):
+    return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
+
+
+def _solve_device(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
+    """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere.
+
+    The windows run one after another, each reading its datasets' data, weights and mask
+    from the device's arrays in place: slicing a window out copied it, and was slower
+    (``docs/design.md``).
+    """
+    window = lambda index: _solve_window(spec, lay, index, starts, data, weights, mask, valid)
+    return _unchunked(jax.lax.map(window, jnp.arange(lay.windows)))
+
+
+def _reduction(spec, lay: Layout, data):
+    """The model's reduced form when the batch has at least ``REDUCE_MIN_ELEMENTS`` data
+    elements (``data``: the device's, leading axis on every leaf), else None."""
+    one = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), data)
+    per_dataset = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one))
+    if lay.padded * per_dataset < REDUCE_MIN_ELEMENTS:
+        return None
+    return _solve.reduction_for(spec, one)
+
+
+def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid) -> Fit:
+    """The datasets of window ``window`` (an index) of the device's arguments (leading axis
+    ``windows * chunks * chunk``); the result has the window's ``chunks * chunk``."""
+    step = jax.vmap(functools.partial(_solve.step_one, spec))
+    finish = jax.vmap(functools.partial(_solve.finish_one, spec))
+    total = lay.chunks * lay.chunk
+    origin = window * total  # the window's first dataset on the device
+    rows = lambda tree, offset, size: jax.tree_util.tree_map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, offset, size), tree)
+    # Starts and flags (a few numbers per dataset) are copied out for the window; the data
+    # are sliced a chunk at a time from the device's arrays, and gathered by lane.
+    starts, valid = rows((starts, valid), origin, total)
+    shared = (data, weights, mask)
+    chunk_of = lambda index: rows(shared, origin + index * lay.chunk, lay.chunk)
+
+    def over_chunks(function, local):
+        """``function(*local chunk, *shared chunk)`` for every chunk, stacked: ``local`` has
+        the window's leading axis."""
+        return _unchunked(jax.lax.map(
+            lambda index: function(*rows(local, index * lay.chunk, lay.chunk), *chunk_of(index)),
+            jnp.arange(lay.chunks)))
+
+    # With a reduced form, the statistics are computed chunk by chunk, and the reduced
+    # problems' Newton loop (no cost per observation) runs over the whole window at once.
+    reduction = _reduction(spec, lay, data)
+    if reduction is not None:
+        inputs = jax.vmap(functools.partial(_solve.reduced_inputs_one, spec, reduction))
+        z0, stats, blocked = over_chunks(
+            lambda starts, valid, *shared: inputs(starts, *shared, valid), (starts, valid))
+        starts = jax.vmap(functools.partial(_solve.reduced_start_one, spec, reduction))(
+            z0, stats, blocked)
+    start = jax.vmap(functools.partial(_solve.start_one, spec,
+                                       unconstrained=reduction is not None))
+    loops = over_chunks(lambda starts, valid, *shared: start(starts, *shared, valid),
+                        (starts, valid))
+
+    def load(loops, index):
+        """The loop states and data of datasets ``index`` (past the end: finished dummies)."""
+        take = lambda x, at: jnp.take(x, at, axis=0, mode="clip")
+        lanes = jax.tree_util.tree_map(lambda x: take(x, index), loops)
+        lanes = lanes._replace(status=jnp.where(index < total, lanes.status, int(Status.CONVERGED)))
+        return lanes, jax.tree_util.tree_map(lambda x: take(x, origin + index), shared)
+
+    def round_(carry):
+        # The lanes step together until at most ``quota`` still run (all stop once no fresh
+        # dataset is left); the results are written back and finished lanes take the next
+        # datasets in order. Every round costs O(chunk), whatever the batch size.
+        loops, index, cursor = carry
+        lanes, slices = load(loops, index)
+        quota = jnp.where(cursor < total, lay.quota, 0)
+        lanes = jax.lax.while_loop(lambda lanes: jnp.sum(_loop.running(lanes)) > quota,
+                                   lambda lanes: step(lanes, *slices), lanes)
+        loops = jax.tree_util.tree_map(lambda x, y: x.at[index].set(y, mode="drop"), loops, lanes)
+        finished = ~_loop.running(lanes)
+        index = jnp.where(finished, cursor + jnp.cumsum(finished) - 1, index)
+        return loops, jnp.minimum(index, total), cursor + jnp.sum(finished)
+
+    def more(carry):
+        loops, index, cursor = carry
+        lane_running = jnp.take(_loop.running(loops), index, mode="clip") & (index < total)
+        return (cursor < total) | jnp.any(lane_running)
+
+    first = jnp.arange(lay.chunk)
+    loops, _, _ = jax.lax.while_loop(more, round_, (loops, first, jnp.asarray(lay.chunk)))
+    return over_chunks(finish, (loops,))
+
+
+def _solve_batch(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
+    """The batched fit of ``lay.padded`` datasets (leading axis on every argument).
+
+    ``starts``: one start per dataset (None with a data-driven start, ``spec.init_fn``).
+    """
+    solve_device = functools.partial(_solve_device, spec, lay)
+    if lay.devices == 1:
+        return solve_device(starts, data, weights, mask, valid)
+    mesh = jax.make_mesh((lay.devices,), ("batch",), axis_types=(AxisType.Auto,),
+                         devices=jax.local_devices()[:lay.devices])
+    batch = PartitionSpec("batch")
+    return jax.shard_map(solve_device, mesh=mesh, in_specs=batch, out_specs=batch,
+                         check_vma=False)(starts, data, weights, mask, valid)
+
+
+solve = _xla.jit(_solve_batch, static_argnums=(0, 1))
+
+
+# JAX on CPU uses a host array in place, without copying it, when its memory is aligned to
+# this many bytes (measured, jax 0.10.2); numpy's own large arrays are aligned to 16 only.
+ZERO_COPY_ALIGNMENT = 64
+
+
+def aligned_empty(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised host array that JAX's CPU backend can use without a copy."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + ZERO_COPY_ALIGNMENT, np.uint8)
+    offset = -raw.ctypes.data % ZERO_COPY_ALIGNMENT
+    return raw[offset:offset + size].view(dtype).reshape(shape)
+
+
+def pad(leaf, padded: int, *, copy: bool = False):
+    """``leaf`` (host array or None) extended to ``padded`` rows with copies of row 0.
+
+    An extended (or, with ``copy``, any) leaf is a fresh aligned array, which JAX then uses
+    without copying it again: a padded batch costs one copy of the data, not two.
+    """
+    if leaf is None or (leaf.shape[0] == padded and not copy):
+        return leaf
+    out = aligned_empty((padded, *leaf.shape[1:]), leaf.dtype)
+    out[:leaf.shape[0]] = leaf
+    out[leaf.shape[0]:] = leaf[:1]
+    return out

@@ -1,0 +1,292 @@
+"""``fit`` and ``fit_batch``: validation at the edge, one compiled solve per shape inside.
+
+Only arrays and one hashable static ``FitSpec`` cross the ``jit`` boundary, so repeated fits
+of new data of the same shape reuse the compiled function.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import jax
+import numpy as np
+import optax
+
+from jaxmle.batch import _batch
+from jaxmle.core import _clusters, _information, _model, _parameters, _precision, _validation, _xla
+from jaxmle.core._fit import Fit
+from jaxmle.core._objective import ModelForm
+from jaxmle.core._solve import FitSpec, fit_one
+from jaxmle.models import ReadyModel
+from jaxmle.solvers import _optax_solver
+from jaxmle.solvers._newton import Newton
+
+METHODS = ("newton", "bfgs", "lbfgs")
+DEFAULT_MAX_ITER = {"newton": 1000, "bfgs": 500, "lbfgs": 500}
+DEFAULT_MAX_ITER_OPTAX = 10_000
+DEFAULT_GTOL = {"float64": 1e-10, "float32": 1e-5}
+DEFAULT_XTOL = 1e-4
+
+
+def _solver_for(method):
+    if method == "newton":
+        return Newton()
+    if (isinstance(method, str) and method in METHODS) or isinstance(
+            method, (optax.GradientTransformation, optax.GradientTransformationExtraArgs)):
+        return _optax_solver.from_method(method)
+    raise ValueError(f"unknown method {method!r}; use one of {list(METHODS)} "
+                     "or an optax.GradientTransformation")
+
+
+_fit_compiled = _xla.jit(fit_one, static_argnums=0)
+
+
+def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights, mask,
+             max_iter, gtol, precision, batched, clusters=None):
+    """Validates every input before tracing; returns ``(spec, init, data, weights, mask)``.
+
+    ``model`` is a ``jm.Model`` (then ``constraints`` and ``log_prior`` may only repeat
+    it) or a bare log-density (then they build the Model). With ``cov="cluster"`` the
+    returned data is ``(data, cluster codes)`` and the spec's log-density ignores the codes
+    (``_clusters``).
+    """
+    model = _model.resolve(model, constraints=constraints, log_prior=log_prior)
+    if init is None:
+        if not isinstance(model, ReadyModel):
+            raise TypeError("init is required (None is only accepted with a ready model from "
+                            "jm.models, which has a start of its own)")
+        init = model.start
+    log_density, constraints, log_prior = model.log_density, model.constraints, model.log_prior
+    solver = _solver_for(method)
+    if cov not in _information.COVARIANCES:
+        raise ValueError(f"unknown cov {cov!r}; use one of {list(_information.COVARIANCES)}")
+    dtype = np.dtype(precision)
+
+    data = _validation.as_host_tree(data, dtype, "data")
+    if isinstance(model, ReadyModel) and model.check is not None:
+        model.check(data, None if mask is None else np.asarray(mask))
+    batch = _validation.batch_size_of(data) if batched else None
+    data_one = _validation.abstract(jax.tree_util.tree_map(lambda x: x[0], data) if batched else data)
+
+    if callable(init) and not isinstance(init, (jax.Array, np.ndarray)):
+        init_fn, init_values = init, None
+        init_abstract = _validation.init_abstract_from(init_fn, data_one)
+        space = _parameters.build(init_abstract, constraints)
+    else:
+        init_fn = None
+        init_values, space = _validation.host_init(init, constraints, dtype)
+        init_abstract = _validation.abstract(init_values)
+
+    n = _validation.model_shapes(log_density, log_prior, init_abstract, data_one)
+    if weights is not None:
+        weights = _validation.check_observation_array(weights, "weights", n, batch, dtype)
+    if mask is not None:
+        mask = _validation.check_observation_array(mask, "mask", n, batch, bool)
+    if cov != "observed" and n is None:
+        raise ValueError(f'cov="{cov}" needs per-observation scores: log_density must return '
+                         "a 1-D array of per-observation terms, but it returned a scalar")
+    if not batched:
+        _validation.check_no_nan(data, "data")
+    if cov == "cluster":
+        if clusters is None:
+            raise ValueError('cov="cluster" needs clusters=: one label per observation '
+                             f"({'(B, n)' if batched else '(n,)'})")
+        data = (data, _clusters.encode(clusters, n, batch, mask))
+        log_density = _clusters.IgnoringCodes(log_density)
+        init_fn = None if init_fn is None else _clusters.IgnoringCodes(init_fn)
+    elif clusters is not None:
+        raise ValueError(f'clusters= is only used with cov="cluster", got cov="{cov}"')
+    if max_iter is None:
+        max_iter = DEFAULT_MAX_ITER.get(solver.name, DEFAULT_MAX_ITER_OPTAX)
+    if int(max_iter) < 0:
+        raise ValueError(f"max_iter must be >= 0, got {max_iter}")
+    gtol = DEFAULT_GTOL[precision] if gtol is None else float(gtol)
+    if not gtol > 0:
+        raise ValueError(f"gtol must be > 0, got {gtol}")
+    spec = FitSpec(ModelForm(log_density, log_prior, n), space, solver, init_fn, cov,
+                   int(max_iter), gtol, DEFAULT_XTOL, fitted=model)
+    return spec, init_values, data, weights, mask
+
+
+def precision_of(fit: Fit) -> str:
+    """``"float64"`` or ``"float32"``: the precision ``fit`` was computed in."""
+    return "float64" if np.asarray(fit.loglik).dtype == np.float64 else "float32"
+
+
+def model_of(fit: Fit) -> _model.Model:
+    """The Model ``fit`` was made with (for the tools that start from a fit)."""
+    if not isinstance(fit, Fit):
+        raise TypeError(f"fit must be a jm.Fit, got {type(fit).__name__}")
+    if fit.model is None:
+        raise ValueError("this Fit does not know its model (it was not made by jm.fit, "
+                         "jm.fit_batch or another jaxmle function); refit it with jm.fit")
+    return fit.model
+
+
+def prepare_for_fit(fit: Fit, data, *, weights, mask, max_iter=None, gtol=None):
+    """Validated ``(spec, data, weights, mask)`` to evaluate ``fit``'s model on its data.
+
+    For the tools that start from a finished single or batched fit (profiles,
+    diagnostics): the spec (Newton, no data-driven start) has ``fit``'s parameter layout,
+    and a batched fit's data must have its ``B`` datasets.
+    """
+    model = model_of(fit)
+    batched = bool(fit.batch_shape)
+    template = fit[0].params if batched else fit.params
+    with _precision.scope(precision_of(fit)):
+        spec, _, data, weights, mask = _prepare(
+            model, lambda _: template, data, method="newton", constraints=None,
+            log_prior=None, cov="observed", weights=weights,
+            mask=mask if batched else None, max_iter=max_iter, gtol=gtol,
+            precision=precision_of(fit), batched=batched)
+    if batched and len(fit) != _validation.batch_size_of(data):
+        raise ValueError(f"fit has {len(fit)} datasets but data has "
+                         f"{_validation.batch_size_of(data)}")
+    return dataclasses.replace(spec, init_fn=None), data, weights, mask
+
+
+def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
+        log_prior: Callable | None = None, cov: str = "observed", weights=None,
+        max_iter: int | None = None, gtol: float | None = None,
+        precision: str = "float64", clusters=None) -> Fit:
+    """Maximum-likelihood (or MAP) fit of one dataset.
+
+    Args:
+        log_density: ``log_density(params, data)``, traceable JAX code returning the total
+            log-likelihood (scalar) or per-observation terms (shape ``(n,)``, summed here);
+            or a ``jm.Model`` (then ``constraints`` and ``log_prior`` come from it), such as
+            a ready model from ``jm.models`` (then ``init=None`` uses its data-driven start).
+            The fit remembers the Model as ``fit.model``.
+        init: starting values, any pytree of floats/arrays in the user's coordinates, or a
+            callable ``init(data) -> pytree`` for data-dependent starts.
+        data: any pytree of arrays, passed to ``log_density`` untouched (no NaN allowed).
+        method: ``"newton"`` (damped Newton, exact Hessian; the default and most robust),
+            ``"bfgs"``, ``"lbfgs"``, or an ``optax.GradientTransformation`` (gradient ascent
+            on the mean log-likelihood per observation with that optimiser).
+        constraints: None, one constraint, or a pytree matching ``init`` (a dict may name
+            only some keys) of ``jm.real``, ``jm.positive``, ``jm.unit_interval``,
+            ``jm.interval(lo, hi)``, ``jm.simplex``. With a Model: None, or the Model's own.
+        log_prior: optional ``log_prior(params) -> scalar``; the fit is then MAP. With a
+            Model: None, or the Model's own.
+        cov: ``"observed"`` (inverse observed information), ``"opg"``, ``"robust"``, or
+            ``"cluster"`` (cluster-robust sandwich ``G / (G - 1) A^-1 (sum_g s_g s_g')
+            A^-1`` over the summed scores ``s_g`` of each cluster; needs ``clusters``).
+        weights: optional per-observation weights ``(n,)`` >= 0 (frequency convention:
+            ``n_obs`` is their sum); needs the per-observation form.
+        max_iter: iteration cap (default 1,000 Newton, 500 BFGS/L-BFGS, 10,000 optax); a
+            fit whose loss stops falling ends earlier (``Status.STALLED``, see ``_loop``).
+        gtol: stopping tolerance on the relative gradient (default 1e-10 in float64,
+            1e-5 in float32); see ``jaxmle.core._loop``.
+        precision: ``"float64"`` (default) or ``"float32"`` for throughput. The global
+            ``jax_enable_x64`` flag is never changed.
+        clusters: with ``cov="cluster"``, ``(n,)`` cluster labels of any kind (numbers,
+            strings, objects); at least 2 distinct ones.
+
+    Returns:
+        A ``Fit`` holding numpy (host) arrays. Numerical failures do not raise; they are reported in ``Fit.status``.
+
+    Raises:
+        ValueError, TypeError: for structural mistakes (shapes, dtypes, names, support), and
+            a keyword that contradicts the Model.
+
+    Example:
+        >>> import jax.numpy as jnp, numpy as np
+        >>> from jax.scipy import stats
+        >>> import jaxmle as jm
+        >>> x = np.random.default_rng(0).normal(3.0, 2.0, size=500)
+        >>> f = jm.fit(lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"]),
+        ...            {"mu": 0.0, "sigma": 1.0}, x, constraints={"sigma": jm.positive})
+        >>> bool(f.converged), bool(abs(f.params["mu"] - x.mean()) < 1e-9)
+        (True, True)
+    """
+    with _precision.scope(precision):
+        spec, init_values, data, weights, _ = _prepare(
+            log_density, init, data, method=method, constraints=constraints,
+            log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
+            gtol=gtol, precision=precision, batched=False, clusters=clusters)
+        return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
+
+
+def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
+              constraints=None, log_prior: Callable | None = None, cov: str = "observed",
+              weights=None, max_iter: int | None = None, gtol: float | None = None,
+              precision: str = "float64", chunk_size: int | None = None,
+              clusters=None) -> Fit:
+    """Fits B independent datasets in one compiled call.
+
+    Every leaf of ``data`` has a leading batch axis ``B``; slice ``b`` is dataset ``b``.
+    Options are those of ``fit``, plus:
+
+    Args:
+        mask: optional boolean ``(B, n)``, False on padding of ragged datasets (needs the
+            per-observation form). Padded entries affect neither values nor derivatives,
+            whatever their value.
+        weights: optional ``(B, n)`` per-observation weights.
+        clusters: with ``cov="cluster"``, ``(B, n)`` labels, encoded per dataset (masked
+            observations drop out; each dataset needs 2 clusters among its active rows).
+        chunk_size: datasets vectorised together (default: chosen so that a chunk's data
+            and derivative terms stay in cache, at most 256). A dataset that needs
+            many iterations holds up one slot of a chunk, not the batch (``_batch``).
+
+    Returns:
+        One ``Fit`` whose array fields have a leading axis ``B``. A dataset that fails
+        (NaN data, too few observations, non-finite likelihood, no convergence) gets its own
+        status and leaves every other dataset's result unchanged.
+
+    Example:
+        >>> import numpy as np
+        >>> from jax.scipy import stats
+        >>> import jaxmle as jm
+        >>> X = np.random.default_rng(1).normal(1.0, 2.0, size=(100, 50))
+        >>> many = jm.fit_batch(lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"]),
+        ...                     {"mu": 0.0, "sigma": 1.0}, X, constraints={"sigma": jm.positive})
+        >>> many.params["mu"].shape, bool(many.converged.all())
+        ((100,), True)
+    """
+    with _precision.scope(precision):
+        spec, init_values, data, weights, mask = _prepare(
+            log_density, init, data, method=method, constraints=constraints,
+            log_prior=log_prior, cov=cov, weights=weights, mask=mask, max_iter=max_iter,
+            gtol=gtol, precision=precision, batched=True, clusters=clusters)
+        batch = _validation.batch_size_of(data)
+        chunk_size = resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+        lay = _batch.layout(batch, chunk_size, jax.local_device_count())
+        return fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
+
+
+def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) -> int:
+    """``chunk_size`` checked, or (None) chosen from the bytes of one dataset."""
+    if chunk_size is not None:
+        if int(chunk_size) < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        return int(chunk_size)
+    leaves = jax.tree_util.tree_leaves(batched_inputs)
+    per_dataset = sum(leaf.nbytes for leaf in leaves) // leaves[0].shape[0]
+    return _batch.auto_chunk_size(per_dataset, spec.model.n_obs_axis, spec.space.n_free)
+
+
+def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask, *,
+             starts=None, copy: bool = False) -> Fit:
+    """Starts the compiled batched fit of validated host inputs, padded to ``lay.padded``.
+
+    Every dataset starts at ``init_values``, or at its own entry of ``starts`` (a pytree
+    like ``init`` with a leading axis ``B``). Returns device arrays at once (JAX dispatches
+    asynchronously): the caller can prepare the next batch while this one runs. JAX may
+    read a host array in place while the fit runs; ``copy=True`` hands it copies instead,
+    for callers whose caller may reuse its buffers before the fit is fetched.
+    """
+    batch = _validation.batch_size_of(data)
+    valid = np.arange(lay.padded) < batch
+    if starts is None:
+        starts = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(leaf, (batch, *np.shape(leaf))),
+                                        init_values)
+    pad = lambda leaf: _batch.pad(leaf, lay.padded)
+    own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
+    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
+                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
+
+
+def fetch(fits: Fit, batch: int) -> Fit:
+    """The first ``batch`` datasets of a dispatched fit, as numpy arrays."""
+    return jax.tree_util.tree_map(lambda leaf: leaf[:batch], jax.device_get(fits))

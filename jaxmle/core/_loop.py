@@ -1,0 +1,122 @@
+"""The loop driver's iteration: the stopping test, non-finite checks, the cap.
+
+Solvers are pairs of pure functions over NamedTuple state (``init(objective, z0)`` and
+``step(objective, state) -> (state, stop, stationary)``); every state has fields ``z``,
+``f`` (loss) and ``g`` (its gradient). ``stationary`` is the solver's own scale-free
+optimality test at the state it stepped from (Newton's decrement; always False for
+gradient methods); ``stop`` is True when the solver can go no further (it includes
+``stationary``). No solver has a loop of its own over iterations: ``start`` and
+``advance`` are run by one ``lax.while_loop`` per fit (``_solve.fit_one``) or per round of
+a batch (``_batch``), where ``advance`` leaves a finished fit unchanged.
+
+Stopping rule (Dennis & Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983,
+section 7.2, the relative gradient): stop when
+
+    max_i |g_i| * max(|z_i|, 1) / max(|f|, 1) <= gtol,
+
+a test invariant to the scale of the loss, so the same ``gtol`` serves the summed
+log-likelihood (Newton, BFGS, L-BFGS) and the per-observation mean (optax methods); or when
+the solver reports the iterate stationary. The estimate is then certified with the exact
+Hessian (see ``_information``).
+
+Budget by progress (Newton; a solver opts in with ``patient = True``): a fit whose loss
+has not fallen beyond its rounding level (``64 eps (1 + |f|)``), nor its iterate moved by
+more than ``sqrt(eps)`` relative, for ``PATIENCE`` iterations stops STALLED, or CONVERGED
+when its solver reports the iterate ``settled`` (as near its optimum as rounding allows);
+otherwise it runs to ``max_iter``. A state may also report ``saddle`` (a start with
+clearly negative curvature): the gradient test does not stop there.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxmle.core._status import RUNNING, Status
+
+
+# A fit (of a ``patient`` solver) whose loss has not fallen beyond its rounding level for
+# this many iterations has stalled, whatever its iteration cap.
+PATIENCE = 50
+
+
+class LoopState(NamedTuple):
+    solver_state: Any
+    n_iter: jax.Array
+    status: jax.Array
+    reference: jax.Array  # the loss at the last iteration that gained beyond rounding
+    idle: jax.Array       # iterations since then
+
+
+def relative_gradient(z: jax.Array, f: jax.Array, g: jax.Array) -> jax.Array:
+    """Dennis-Schnabel relative gradient ``max_i |g_i| max(|z_i|,1) / max(|f|,1)``."""
+    return jnp.max(jnp.abs(g) * jnp.maximum(jnp.abs(z), 1.0)) / jnp.maximum(jnp.abs(f), 1.0)
+
+
+def _finite(state) -> jax.Array:
+    return jnp.isfinite(state.f) & jnp.all(jnp.isfinite(state.g)) & jnp.all(jnp.isfinite(state.z))
+
+
+def _saddle(state) -> jax.Array:
+    """True at a saddle point the solver can leave (a state's optional ``saddle`` field):
+    there a small gradient is no optimum."""
+    return jnp.asarray(getattr(state, "saddle", False))
+
+
+def start(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
+          blocked: jax.Array | int = RUNNING) -> LoopState:
+    """The loop state at ``z0``: the solver initialised and the stopping test applied.
+
+    ``blocked``: a status code other than RUNNING skips the iterations (bad data found
+    before the solve), so such a dataset never holds up the others in its batch.
+    """
+    state0 = solver.init(objective, z0)
+    ok0 = _finite(state0)
+    converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol) & ~_saddle(state0)
+    status0 = jnp.where(blocked != RUNNING, blocked,
+              jnp.where(~ok0, int(Status.NONFINITE_START),
+                        jnp.where(converged0, int(Status.CONVERGED),
+                                  jnp.where(max_iter <= 0, int(Status.MAX_ITER), RUNNING))))
+    zero = jnp.zeros((), jnp.int32)
+    return LoopState(state0, zero, status0.astype(jnp.int32), state0.f, zero)
+
+
+def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -> LoopState:
+    """One iteration; a no-op on a finished loop (so a batch can step all its members)."""
+    proposed, stop, stationary = solver.step(objective, loop.solver_state)
+    nonfinite = ~stationary & ~_finite(proposed)
+    # A stationary iterate is the estimate, not the step taken from it; and a non-finite
+    # step ends the fit without ever becoming the estimate: keep the old state in both.
+    running = loop.status == RUNNING
+    keep_old = stationary | nonfinite | ~running
+    new = jax.tree_util.tree_map(lambda a, b: jnp.where(keep_old, b, a),
+                                 proposed, loop.solver_state)
+    n_iter = loop.n_iter + 1
+    eps = jnp.finfo(new.f.dtype).eps
+    # Progress: the loss fell beyond rounding, or the iterate moved (exploring a plateau
+    # where the loss is flat to rounding, with steps that grow).
+    moved = jnp.any(jnp.abs(new.z - loop.solver_state.z)
+                    > jnp.sqrt(eps) * jnp.maximum(jnp.abs(loop.solver_state.z), 1.0))
+    gained = (loop.reference - new.f > 64 * eps * (1.0 + jnp.abs(new.f))) | moved
+    reference = jnp.where(gained, new.f, loop.reference)
+    idle = jnp.where(gained, 0, loop.idle + 1)
+    converged = stationary | ((relative_gradient(new.z, new.f, new.g) <= gtol) & ~_saddle(new))
+    # Out of patience at a point the solver reports settled (as near its optimum as the
+    # rounding of the loss lets it get): converged. Solvers opt in (``patient``): a
+    # gradient method's loss can creep below rounding for long stretches and still arrive.
+    out_of_patience = (idle >= PATIENCE) & getattr(solver, "patient", False)
+    converged = converged | (out_of_patience & jnp.asarray(getattr(new, "settled", False)))
+    status = jnp.select(
+        [~running, nonfinite, converged, stop | out_of_patience, n_iter >= max_iter],
+        [loop.status, int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED),
+         int(Status.MAX_ITER)],
+        RUNNING)
+    return LoopState(new, jnp.where(running, n_iter, loop.n_iter), status.astype(loop.status.dtype),
+                     jnp.where(running, reference, loop.reference),
+                     jnp.where(running, idle, loop.idle))
+
+
+def running(loop: LoopState) -> jax.Array:
+    return loop.status == RUNNING

@@ -1,0 +1,1 @@
+"""Random effects: per-group inner Newton and the Laplace-marginal likelihood."""

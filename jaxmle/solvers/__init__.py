@@ -1,0 +1,1 @@
+"""The solvers: pure init/step pairs over NamedTuple state (Newton, BFGS, optax)."""

@@ -1,0 +1,1 @@
+"""Survival data: censored and truncated likelihoods of the ready models."""

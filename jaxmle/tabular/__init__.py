@@ -1,0 +1,1 @@
+"""Tables: long-format grouped data, DataFrames, the jaxmle command line."""
