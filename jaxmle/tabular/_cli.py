@@ -273,7 +273,9 @@ def _read_table(path: pathlib.Path, columns: list[str]):
     missing = [column for column in columns if column not in header]
     if missing:
         raise CliError(f"{path} has no column {missing[0]!r} (its columns: {', '.join(header)})")
-    frame = (pd.read_csv(path, usecols=columns) if kind == "csv"
+    # round_trip: every number parsed to the float64 it was written from (pandas 2's default
+    # parser may land one ulp away, so a table would not equal the arrays it came from).
+    frame = (pd.read_csv(path, usecols=columns, float_precision="round_trip") if kind == "csv"
              else pd.read_parquet(path, columns=columns))
     if len(frame) == 0:
         raise CliError(f"{path} has no rows")
