@@ -20,6 +20,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from jaxmle.core import _validation
+
 
 @dataclasses.dataclass(frozen=True)
 class IgnoringCodes:
@@ -31,14 +33,6 @@ class IgnoringCodes:
 
     def __call__(self, *args):
         return self.function(*args[:-1], args[-1][0])
-
-
-def _missing(labels: np.ndarray) -> np.ndarray:
-    if labels.dtype.kind == "f":
-        return np.isnan(labels)
-    if labels.dtype.kind == "O":
-        return np.array([label is None or label != label for label in labels], bool)
-    return np.zeros(labels.shape, bool)
 
 
 def codes_of(labels: np.ndarray) -> np.ndarray:
@@ -72,7 +66,7 @@ def encode(clusters, n: int | None, batch: int | None, mask) -> np.ndarray:
                          f"got {labels.shape}")
     rows = labels.reshape(-1, n)
     active = np.ones(rows.shape, bool) if mask is None else np.asarray(mask).reshape(-1, n)
-    missing = _missing(rows.ravel()).reshape(rows.shape) & active
+    missing = _validation.missing_labels(rows.ravel()).reshape(rows.shape) & active
     if missing.any():
         raise ValueError(f"clusters has {int(missing.sum())} missing labels (None or NaN) on "
                          "observations that are fitted; give them a label or mask them")

@@ -157,10 +157,21 @@ def likelihood(model: ModelForm, space: ParameterSpace, data, weights, mask) -> 
                       jnp.arange(count))
 
 
-def _with_hessian(value: Callable) -> Callable:
+def with_hessian(value: Callable, *, forward_gradient: bool = False) -> Callable:
     """``z -> (value, gradient, Hessian)`` of a scalar function in one pass: the Hessian by
-    forward over reverse mode, value and gradient as its auxiliary outputs."""
-    value_and_grad = jax.value_and_grad(value)
+    forward mode over the gradient, value and gradient as its auxiliary outputs. The
+    gradient is by reverse mode, or by forward mode with ``forward_gradient`` (a smaller
+    program for a few parameters and a value that nests its own solves)."""
+    if forward_gradient:
+        def value_twice(z):
+            val = value(z)
+            return val, val
+
+        def value_and_grad(z):
+            grad, val = jax.jacfwd(value_twice, has_aux=True)(z)
+            return val, grad
+    else:
+        value_and_grad = jax.value_and_grad(value)
 
     def grad_with_value(z):
         val, grad = value_and_grad(z)
@@ -184,7 +195,7 @@ def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
         return -scale * (lik.loglik(z) + lik.log_prior(z))
 
     if lik.blocks is None:
-        return Objective(value, jax.value_and_grad(value), _with_hessian(value))
+        return Objective(value, jax.value_and_grad(value), with_hessian(value))
 
     def summed(transform):
         """``z -> transform(prior loss)(z) + sum over blocks of transform(block loss)(z)``."""
@@ -210,4 +221,4 @@ def objective(lik: Likelihood, scale: jax.Array | float = 1.0) -> Objective:
         val, grad = value_and_grad(primals[0])
         return val, jnp.dot(grad, tangents[0])
 
-    return Objective(blocked_value, value_and_grad, summed(_with_hessian))
+    return Objective(blocked_value, value_and_grad, summed(with_hessian))

@@ -138,3 +138,13 @@ def host_init(init, constraints, dtype):
     space = _parameters.build(init, constraints)
     _parameters.check_in_support(space, init)
     return init, space
+
+
+def missing_labels(labels: np.ndarray) -> np.ndarray:
+    """Boolean mask of missing labels: NaN in a float array, None or NaN in an object one."""
+    if labels.dtype.kind == "f":
+        return np.isnan(labels)
+    if labels.dtype.kind == "O":
+        return np.array([label is None or label != label for label in labels.ravel()],
+                        bool).reshape(labels.shape)
+    return np.zeros(labels.shape, bool)

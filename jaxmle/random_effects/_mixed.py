@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxmle.core import _information, _loop, _parameters, _precision, _xla
 from jaxmle.core._fit import Fit
-from jaxmle.core._objective import Likelihood, Objective
+from jaxmle.core._objective import Likelihood, Objective, with_hessian
 from jaxmle.core._status import RUNNING, Status
 from jaxmle.random_effects import _laplace
 from jaxmle.solvers._newton import Newton
@@ -88,25 +88,6 @@ def laplace_loglik(spec: MixedSpec, z, u0, buckets):
                for bucket, valid in buckets)
 
 
-def _forward_hessian(value: Callable) -> Callable:
-    """``z -> (value, gradient, Hessian)`` by forward mode over forward mode: with few
-    parameters it compiled to a smaller program than forward over reverse (no transposed
-    implicit derivative, no stored residuals of the inner loops)."""
-    def value_twice(z):
-        val = value(z)
-        return val, val
-
-    def grad_with_value(z):
-        grad, val = jax.jacfwd(value_twice, has_aux=True)(z)
-        return grad, (val, grad)
-
-    def value_grad_hessian(z):
-        hessian, (val, grad) = jax.jacfwd(grad_with_value, has_aux=True)(z)
-        return val, grad, 0.5 * (hessian + hessian.T)
-
-    return value_grad_hessian
-
-
 def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
     """The outer Newton fit and each group's mode at the estimate (traceable)."""
     space = spec.group.space
@@ -114,7 +95,7 @@ def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
     def value(z):
         return -laplace_loglik(spec, z, u0, buckets)
 
-    objective = Objective(value, jax.value_and_grad(value), _forward_hessian(value))
+    objective = Objective(value, jax.value_and_grad(value), with_hessian(value, forward_gradient=True))
     solver = Newton()
     loop = _loop.start(solver, objective, z0, max_iter=spec.max_iter, gtol=spec.gtol,
                        blocked=blocked)

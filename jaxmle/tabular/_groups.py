@@ -35,7 +35,7 @@ import numpy as np
 
 from jaxmle.batch import _progress
 from jaxmle.batch._stream import Block, concat_fits, fit_stream
-from jaxmle.core import _clusters
+from jaxmle.core import _clusters, _validation
 from jaxmle.core._fit import Fit
 from jaxmle.tabular import _frames
 
@@ -107,14 +107,6 @@ def _float_columns(array, what: str, n_rows: int) -> np.ndarray:
     return array.reshape(array.shape[0], -1)
 
 
-def _missing(labels: np.ndarray) -> np.ndarray:
-    if labels.dtype.kind == "f":
-        return np.isnan(labels)
-    if labels.dtype.kind == "O":
-        return np.equal(labels, None) | (labels != labels)  # None, or NaN (!= itself)
-    return np.zeros(labels.shape, bool)
-
-
 class Chunk(NamedTuple):
     """Groups fitted together: their bucket ``length``, groups per ``block``, ``members``
     (group indices)."""
@@ -155,7 +147,7 @@ class GroupedRows:
             raise ValueError(f"groups must be one label per row (n,), got shape {groups.shape}")
         if groups.size == 0:
             raise ValueError("no rows: groups is empty")
-        n_missing = int(_missing(groups).sum())
+        n_missing = int(_validation.missing_labels(groups).sum())
         if n_missing:
             raise ValueError(f"{n_missing} rows have a missing group label; drop or label them")
         values = _float_columns(values, "values", groups.size)
@@ -184,8 +176,8 @@ class GroupedRows:
             if clusters.shape != groups.shape:
                 raise ValueError(f"clusters must have one label per row, shape {groups.shape}, "
                                  f"got {clusters.shape}")
-            if _missing(clusters).any():
-                raise ValueError(f"{int(_missing(clusters).sum())} rows have a missing cluster "
+            if _validation.missing_labels(clusters).any():
+                raise ValueError(f"{int(_validation.missing_labels(clusters).sum())} rows have a missing cluster "
                                  "label; drop or label them")
             clusters = _clusters.codes_of(clusters)
         return cls(values, x, order, in_order[starts[:-1]], starts, np.diff(starts) - excluded,
