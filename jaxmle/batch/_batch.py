@@ -198,8 +198,7 @@ def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid)
         loops, index, cursor = carry
         lanes, slices = load(loops, index)
         quota = jnp.where(cursor < total, lay.quota, 0)
-        lanes = jax.lax.while_loop(lambda lanes: jnp.sum(_loop.running(lanes)) > quota,
-                                   lambda lanes: step(lanes, *slices), lanes)
+        lanes = _loop.run_lanes(lambda lanes: step(lanes, *slices), lanes, quota)
         loops = jax.tree_util.tree_map(lambda x, y: x.at[index].set(y, mode="drop"), loops, lanes)
         finished = ~_loop.running(lanes)
         index = jnp.where(finished, cursor + jnp.cumsum(finished) - 1, index)
@@ -211,7 +210,7 @@ def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid)
         return (cursor < total) | jnp.any(lane_running)
 
     first = jnp.arange(lay.chunk)
-    loops, _, _ = jax.lax.while_loop(more, round_, (loops, first, jnp.asarray(lay.chunk)))
+    loops, _, _ = _loop.repeat(round_, (loops, first, jnp.asarray(lay.chunk)), more)
     return over_chunks(finish, (loops,))
 
 

@@ -2,7 +2,8 @@
 
 At the final iterate the exact Hessian ``A`` of the loss (the observed information of the
 maximised objective, in unconstrained coordinates) is eigendecomposed once, in its
-correlation form. That decides the final status and gives every covariance:
+correlation form (``local_information``, which the fit, ``diagnose``, ``profile`` and the
+score test share). That decides the final status and gives every covariance:
 
 * ``A`` must be positive definite and not numerically singular: the smallest eigenvalue of
   its correlation form ``D^-1/2 A D^-1/2`` (D = diag A) must exceed ``100 k eps``.
@@ -71,6 +72,34 @@ def spd_inverse(matrix: jax.Array, decomposition: CorrelationEigh | None = None)
     return inverse / jnp.outer(d, d), ok
 
 
+class LocalInformation(NamedTuple):
+    """The observed information ``A`` (``(k, k)``, in ``z``) at a point, decomposed once.
+
+    Attributes:
+        decomposition: ``A``'s ``correlation_eigh``.
+        inverse: ``A^-1`` (finite but meaningless where not ``definite``).
+        definite: ``A`` is positive definite and not numerically singular.
+        relative_step: ``(k,)`` the exact Newton step ``|A^-1 g|`` relative to
+            ``max(|z|, 1)``.
+    """
+
+    decomposition: CorrelationEigh
+    inverse: jax.Array
+    definite: jax.Array
+    relative_step: jax.Array
+
+
+def local_information(information: jax.Array, gradient: jax.Array,
+                      z: jax.Array) -> LocalInformation:
+    """The one routine every tool uses at an estimate (the fit's certification, diagnose,
+    profile, the score test): ``information`` is the Hessian of the loss at ``z``,
+    ``gradient`` its gradient."""
+    decomposition = correlation_eigh(information)
+    inverse, definite = spd_inverse(information, decomposition)
+    relative_step = jnp.abs(inverse @ gradient) / jnp.maximum(jnp.abs(z), 1.0)
+    return LocalInformation(decomposition, inverse, definite, relative_step)
+
+
 def outer_product_of_scores(lik: Likelihood, z: jax.Array) -> jax.Array:
     """``B = sum_i w_i s_i s_i'`` over the per-observation scores at ``z``: ``(k, k)``."""
     scores = lik.scores(z)
@@ -106,9 +135,9 @@ def assess(derivatives, lik: Likelihood, space: ParameterSpace, z: jax.Array,
     minus the log-likelihood minus the log-prior).
     """
     loss, g, information = derivatives
-    inverse, info_ok = spd_inverse(information)
-    newton_step = inverse @ g
-    step_ok = jnp.max(jnp.abs(newton_step) / jnp.maximum(jnp.abs(z), 1.0)) <= xtol
+    local = local_information(information, g, z)
+    inverse, info_ok = local.inverse, local.definite
+    step_ok = jnp.max(local.relative_step) <= xtol
     status = jnp.where(loop_status != int(Status.CONVERGED), loop_status,
                        jnp.where(~info_ok, int(Status.SINGULAR_HESSIAN),
                                  jnp.where(step_ok, int(Status.CONVERGED), int(Status.BOUNDARY))))

@@ -1,13 +1,12 @@
-"""The loop driver's iteration: the stopping test, non-finite checks, the cap.
+"""The loop driver: it owns every iteration, the stopping test, non-finite checks, the cap.
 
-Solvers are pairs of pure functions over NamedTuple state (``init(objective, z0)`` and
-``step(objective, state) -> (state, stop, stationary)``); every state has fields ``z``,
-``f`` (loss) and ``g`` (its gradient). ``stationary`` is the solver's own scale-free
-optimality test at the state it stepped from (Newton's decrement; always False for
-gradient methods); ``stop`` is True when the solver can go no further (it includes
-``stationary``). No solver has a loop of its own over iterations: ``start`` and
-``advance`` are run by one ``lax.while_loop`` per fit (``_solve.fit_one``) or per round of
-a batch (``_batch``), where ``advance`` leaves a finished fit unchanged.
+Solvers meet the ``Solver`` protocol (``solvers._solver``): pure ``init(objective, z0)``
+and ``step(objective, state) -> (state, stop, stationary)`` over NamedTuple state. No
+solver, fit or search has a loop of its own: ``run`` takes one fit to its end (single
+fits, preliminary fits, profile points, the outer fit of a mixed model); ``run_lanes``
+steps a group of fits side by side (a round of a batch, ``_batch``), where ``advance``
+leaves a finished fit unchanged; ``repeat`` runs any other capped search over NamedTuple
+state (the profile's search for an interval end). ``lax.while_loop`` is written here only.
 
 Stopping rule (Dennis & Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983,
 section 7.2, the relative gradient): stop when
@@ -29,12 +28,19 @@ clearly negative curvature): the gradient test does not stop there.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import jax
 import jax.numpy as jnp
 
 from jaxmle.core._status import RUNNING, Status
+
+if TYPE_CHECKING:
+    from jaxmle.core._objective import Objective
+    from jaxmle.solvers._solver import Solver
+
+State = TypeVar("State")
 
 
 # A fit (of a ``patient`` solver) whose loss has not fallen beyond its rounding level for
@@ -65,7 +71,7 @@ def _saddle(state) -> jax.Array:
     return jnp.asarray(getattr(state, "saddle", False))
 
 
-def start(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
+def start(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, gtol: float,
           blocked: jax.Array | int = RUNNING) -> LoopState:
     """The loop state at ``z0``: the solver initialised and the stopping test applied.
 
@@ -83,7 +89,7 @@ def start(solver, objective, z0: jax.Array, *, max_iter: int, gtol: float,
     return LoopState(state0, zero, status0.astype(jnp.int32), state0.f, zero)
 
 
-def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -> LoopState:
+def advance(solver: Solver, objective: Objective, loop: LoopState, *, max_iter: int, gtol: float) -> LoopState:
     """One iteration; a no-op on a finished loop (so a batch can step all its members)."""
     proposed, stop, stationary = solver.step(objective, loop.solver_state)
     nonfinite = ~stationary & ~_finite(proposed)
@@ -106,7 +112,7 @@ def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -
     # Out of patience at a point the solver reports settled (as near its optimum as the
     # rounding of the loss lets it get): converged. Solvers opt in (``patient``): a
     # gradient method's loss can creep below rounding for long stretches and still arrive.
-    out_of_patience = (idle >= PATIENCE) & getattr(solver, "patient", False)
+    out_of_patience = (idle >= PATIENCE) & solver.patient
     converged = converged | (out_of_patience & jnp.asarray(getattr(new, "settled", False)))
     status = jnp.select(
         [~running, nonfinite, converged, stop | out_of_patience, n_iter >= max_iter],
@@ -119,4 +125,27 @@ def advance(solver, objective, loop: LoopState, *, max_iter: int, gtol: float) -
 
 
 def running(loop: LoopState) -> jax.Array:
+    """True while a fit iterates (elementwise over lanes)."""
     return loop.status == RUNNING
+
+
+def repeat(step: Callable[[State], State], state: State,
+           keep_going: Callable[[State], jax.Array]) -> State:
+    """``step`` applied to ``state`` while ``keep_going(state)`` (a traced loop); the
+    caller's state carries its own cap."""
+    return jax.lax.while_loop(keep_going, step, state)
+
+
+def run(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, gtol: float,
+        blocked: jax.Array | int = RUNNING) -> LoopState:
+    """The loop state where the fit of ``objective`` from ``z0`` (``(k,)``) stops."""
+    return repeat(lambda loop: advance(solver, objective, loop, max_iter=max_iter, gtol=gtol),
+                  start(solver, objective, z0, max_iter=max_iter, gtol=gtol, blocked=blocked),
+                  running)
+
+
+def run_lanes(step: Callable[[LoopState], LoopState], lanes: LoopState,
+              quota: jax.Array | int) -> LoopState:
+    """Fits side by side (a leading lane axis on ``lanes``), all stepped by ``step`` until
+    at most ``quota`` of them still run."""
+    return repeat(step, lanes, lambda lanes: jnp.sum(running(lanes)) > quota)

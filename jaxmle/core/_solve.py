@@ -1,7 +1,7 @@
 """One dataset's fit as traceable pieces: start point, start, one iteration, finish.
 
-``fit`` runs them in a ``lax.while_loop``; the batched driver (``_batch``) steps many
-datasets together and can move a slow one to another chunk between iterations, which is
+``fit`` runs them to the end with the loop driver (``_loop.run``); the batched driver
+(``_batch``) steps many datasets together and can move a slow one to another chunk between iterations, which is
 why an iteration is a function of its own.
 
 A single long dataset (per-observation form, at least ``SUBSAMPLE_MIN_OBS`` observations)
@@ -41,8 +41,8 @@ import jax.numpy as jnp
 from jaxmle.core import _information, _loop, _parameters, _reduce
 from jaxmle.core._fit import Fit
 from jaxmle.core._model import Model
-from jaxmle.solvers import _optax_solver
 from jaxmle.solvers._newton import Newton
+from jaxmle.solvers._solver import Solver
 from jaxmle.core._objective import (Likelihood, ModelForm, likelihood, log_prior_of, objective,
                                per_observation_leaf)
 from jaxmle.core._status import RUNNING, Status
@@ -58,7 +58,7 @@ class FitSpec:
 
     model: ModelForm
     space: _parameters.ParameterSpace
-    solver: object
+    solver: Solver
     init_fn: Callable | None
     cov_kind: str
     max_iter: int
@@ -101,8 +101,7 @@ def _problem(spec: FitSpec, data, weights, mask, valid) -> _Problem:
                         jnp.where(~enough, int(Status.TOO_FEW_OBSERVATIONS), RUNNING))
     # Padding datasets of a batch (valid False) are blocked: they never iterate.
     blocked = jnp.where(valid, blocked, int(Status.INVALID_DATA))
-    mean_loss = (isinstance(spec.solver, _optax_solver.OptaxSolver)
-                 and not spec.solver.line_search and model.per_observation)
+    mean_loss = spec.solver.mean_loss and model.per_observation
     scale = 1.0 / jnp.maximum(n_obs, 1.0) if mean_loss else 1.0
     return _Problem(lik, objective(lik, scale), n_obs, blocked)
 
@@ -113,15 +112,6 @@ def _initial_z(spec: FitSpec, problem: _Problem, init) -> jax.Array:
     params0 = spec.init_fn(problem.lik.data) if spec.init_fn is not None else init
     # A callable init may return integers; the solver works in the scope's float dtype.
     return spec.space.to_unconstrained(params0).astype(jnp.result_type(float))
-
-
-def _start_at(spec: FitSpec, problem: _Problem, z0: jax.Array) -> _loop.LoopState:
-    return _loop.start(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
-                       blocked=problem.blocked)
-
-
-def _advance(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> _loop.LoopState:
-    return _loop.advance(spec.solver, problem.loss, loop, max_iter=spec.max_iter, gtol=spec.gtol)
 
 
 def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
@@ -178,12 +168,14 @@ def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
     ``spec.init_fn(data)``), or with ``unconstrained`` the flat unconstrained ``init``."""
     problem = _problem(spec, data, weights, mask, valid)
     z0 = init if unconstrained else _initial_z(spec, problem, init)
-    return _start_at(spec, problem, z0)
+    return _loop.start(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
+                       blocked=problem.blocked)
 
 
 def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
     """One iteration of one dataset; a no-op once it has finished (traceable)."""
-    return _advance(spec, _problem(spec, data, weights, mask, True), loop)
+    problem = _problem(spec, data, weights, mask, True)
+    return _loop.advance(spec.solver, problem.loss, loop, max_iter=spec.max_iter, gtol=spec.gtol)
 
 
 def finish_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> Fit:
@@ -207,8 +199,8 @@ def _subsample_start(spec: FitSpec, z0: jax.Array, data, weights, mask) -> jax.A
 
 def _solved(spec: FitSpec, problem: _Problem, z0: jax.Array) -> _loop.LoopState:
     """The loop state where the fit of ``problem`` from ``z0`` stops."""
-    return jax.lax.while_loop(_loop.running, lambda loop: _advance(spec, problem, loop),
-                              _start_at(spec, problem, z0))
+    return _loop.run(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
+                     blocked=problem.blocked)
 
 
 def _preliminary_estimate(spec: FitSpec, problem: _Problem, z0: jax.Array) -> jax.Array:

@@ -138,14 +138,14 @@ def _diagnose_one(spec: FitSpec, params, status, data, weights, mask) -> tuple:
     z = space.to_unconstrained(params)
     _, gradient, information = objective(lik).value_grad_hessian(z)
     k = information.shape[0]
-    decomposition = _information.correlation_eigh(information)
-    eigenvalues, vectors, _ = decomposition
+    local = _information.local_information(information, gradient, z)
+    eigenvalues, vectors, _ = local.decomposition
     weak_direction = ~(eigenvalues >= WEAK_EIGENVALUE)                      # NaN counts as weak
     weak_z = jnp.any((vectors ** 2 >= LOADING) & weak_direction[None, :], axis=1)
 
-    inverse, information_ok = _information.spd_inverse(information, decomposition)
-    step = jnp.abs(inverse @ gradient) / jnp.maximum(jnp.abs(z), 1.0)
-    boundary_z = (status == int(Status.BOUNDARY)) & information_ok & (step > spec.xtol)
+    inverse = local.inverse
+    boundary_z = ((status == int(Status.BOUNDARY)) & local.definite
+                  & (local.relative_step > spec.xtol))
 
     links = jnp.asarray(_leaf_links(spec))
     to_entries = lambda flags: space.unflatten(jnp.any(flags[:, None] & links, axis=0))

@@ -29,9 +29,9 @@ from jax.flatten_util import ravel_pytree
 
 from jaxmle.batch import _batched
 from jaxmle.batch._batched import Batched
-from jaxmle.core import _constraints, _engine, _precision, _validation, _xla
+from jaxmle.core import _constraints, _engine, _information, _precision, _validation, _xla
 from jaxmle.core._fit import Fit
-from jaxmle.core._objective import ModelForm, likelihood
+from jaxmle.core._objective import ModelForm, likelihood, with_hessian
 from jaxmle.core._parameters import ParameterSpace
 
 # ----- Wald ------------------------------------------------------------------------------
@@ -127,15 +127,15 @@ def _score_statistic(model: ModelForm, space: ParameterSpace, params, data, weig
     # likelihood (weights, mask, padding) over the identity map.
     identity = dataclasses.replace(space, constraints=(_constraints.real,) * len(space.shapes))
     loglik = likelihood(model, identity, data, weights, mask).loglik
-    theta = space.flatten(params)
-    score = jax.grad(loglik)(theta)
-    hessian = jax.hessian(loglik)(theta)
+    _, score, hessian = with_hessian(loglik)(space.flatten(params))
     z = space.to_unconstrained(params)
-    jacobian = jax.jacfwd(lambda v: space.flatten(space.to_constrained(v)))(z)  # d theta / d z
+    jacobian = _information.constrained_jacobian(space, z)
     score_z = jacobian.T @ score
-    # Cholesky: NaN (never a wrong number) where the information is not positive definite.
-    factor = jax.scipy.linalg.cho_factor(-(jacobian.T @ hessian @ jacobian))
-    return score_z @ jax.scipy.linalg.cho_solve(factor, score_z)
+    # The fit's information routine: NaN (never a wrong number) where the information is
+    # not positive definite or numerically singular (SINGULAR_HESSIAN in a fit); the
+    # loss's gradient is minus the score.
+    local = _information.local_information(-(jacobian.T @ hessian @ jacobian), -score_z, z)
+    return jnp.where(local.definite, score_z @ local.inverse @ score_z, jnp.nan)
 
 
 def _score_batch(model, space, chunk, params, data, weights, mask):

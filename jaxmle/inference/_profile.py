@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -118,6 +118,21 @@ def _frozen(loss: Objective, keep: jax.Array) -> Objective:
     return Objective(loss.value, value_and_grad, value_grad_hessian)
 
 
+class _EndSearch(NamedTuple):
+    """The search for one end along ``t >= 0`` (module notes)."""
+
+    lo_t: jax.Array      # the farthest trial inside the interval so far
+    lo_r: jax.Array      # its signed root
+    lo_z: jax.Array      # its profile point, the warm start of the next trial
+    hi_t: jax.Array      # the nearest trial beyond the threshold (inf: not bracketed yet)
+    hi_r: jax.Array
+    t: jax.Array         # the next trial (the end, once found)
+    trials: jax.Array
+    outcome: jax.Array   # SEARCHING until decided
+    best_f: jax.Array    # the lowest loss of a point better than the fit (inf: none)
+    best_z: jax.Array
+
+
 def _search(plan: _Plan, loss: Objective, z_hat, loss_hat, se_z, j, direction, target):
     """One end: ``(outcome, t, best_loss, best_z)`` along ``z_j = z_hat_j + direction t``."""
     spec, newton = plan.spec, Newton()
@@ -127,15 +142,12 @@ def _search(plan: _Plan, loss: Objective, z_hat, loss_hat, se_z, j, direction, t
 
     def profile_fit(t, z_warm):
         z0 = z_warm + (z_hat[j] + direction * t - z_warm[j]) * unit
-        final = jax.lax.while_loop(
-            _loop.running,
-            lambda state: _loop.advance(newton, restricted, state, max_iter=spec.max_iter, gtol=spec.gtol),
-            _loop.start(newton, restricted, z0, max_iter=spec.max_iter, gtol=spec.gtol))
+        final = _loop.run(newton, restricted, z0, max_iter=spec.max_iter, gtol=spec.gtol)
         return final.solver_state.z, final.solver_state.f, final.status
 
-    def body(state):
-        lo_t, lo_r, lo_z, hi_t, hi_r, t, trials, outcome, best_f, best_z = state
-        z, f, status = profile_fit(t, lo_z)
+    def step(s: _EndSearch) -> _EndSearch:
+        t = s.t
+        z, f, status = profile_fit(t, s.lo_z)
         ok = status == int(Status.CONVERGED)
         beyond = status == int(Status.NONFINITE_START)   # the likelihood is not finite here
         drop = f - loss_hat                                # l_hat - l_p(t)
@@ -143,18 +155,20 @@ def _search(plan: _Plan, loss: Objective, z_hat, loss_hat, se_z, j, direction, t
         r = jnp.where(beyond, jnp.inf, jnp.sqrt(jnp.maximum(2.0 * drop, 0.0)))
         above = r >= target
         inside = ok & ~above
-        flat = inside & ~jnp.isfinite(hi_t) & (
-            (target - r) * (t - lo_t) > OPEN_GROWTH * t * jnp.maximum(r - lo_r, 0.0))
-        lo_t, lo_r = jnp.where(inside, t, lo_t), jnp.where(inside, r, lo_r)
-        lo_z = jnp.where(inside, z, lo_z)
-        hi_t, hi_r = jnp.where(above & (ok | beyond), t, hi_t), jnp.where(above & (ok | beyond), r, hi_r)
+        flat = inside & ~jnp.isfinite(s.hi_t) & (
+            (target - r) * (t - s.lo_t) > OPEN_GROWTH * t * jnp.maximum(r - s.lo_r, 0.0))
+        lo_t, lo_r = jnp.where(inside, t, s.lo_t), jnp.where(inside, r, s.lo_r)
+        lo_z = jnp.where(inside, z, s.lo_z)
+        bracket = above & (ok | beyond)
+        hi_t, hi_r = jnp.where(bracket, t, s.hi_t), jnp.where(bracket, r, s.hi_r)
         root = ok & (jnp.abs(r - target) <= ROOT_TOL)
         collapsed = jnp.isfinite(hi_t) & (hi_t - lo_t <= 1e-12 * jnp.maximum(hi_t, 1.0))
         outcome = jnp.select(
             [better, ~ok & ~beyond, root, collapsed & jnp.isfinite(hi_r), collapsed,
              flat | (~jnp.isfinite(hi_t) & (t >= OPEN_SE * se))],
             [BETTER, FAILED, FOUND, FOUND, OPEN, OPEN], SEARCHING)
-        best_f, best_z = jnp.where(better & (f < best_f), f, best_f), jnp.where(better & (f < best_f), z, best_z)
+        improves = better & (f < s.best_f)
+        best_f, best_z = jnp.where(improves, f, s.best_f), jnp.where(improves, z, s.best_z)
         # Next trial: extrapolate r through the origin until bracketed, then regula falsi.
         grow = jnp.clip(jnp.where(r > 0, t * target / jnp.where(r > 0, r, 1.0), 4.0 * t),
                         1.001 * t, 4.0 * t)
@@ -164,15 +178,17 @@ def _search(plan: _Plan, loss: Objective, z_hat, loss_hat, se_z, j, direction, t
                           lo_t + 0.5 * width)
         t_next = jnp.where(jnp.isfinite(hi_t), falsi, grow)
         t_keep = jnp.where(outcome == SEARCHING, t_next, jnp.where(root, t, lo_t))
-        return lo_t, lo_r, lo_z, hi_t, hi_r, t_keep, trials + 1, outcome, best_f, best_z
+        return _EndSearch(lo_t, lo_r, lo_z, hi_t, hi_r, t_keep, s.trials + 1, outcome, best_f,
+                          best_z)
 
     inf = jnp.asarray(jnp.inf, z_hat.dtype)
     zero = jnp.zeros((), z_hat.dtype)
-    state = (zero, zero, z_hat, inf, inf, target * se, jnp.zeros((), jnp.int32),
-             jnp.asarray(SEARCHING), inf, z_hat)
-    state = jax.lax.while_loop(lambda s: (s[7] == SEARCHING) & (s[6] < MAX_TRIALS), body, state)
-    outcome = jnp.where(state[7] == SEARCHING, FAILED, state[7])
-    return outcome, state[5], state[8], state[9]
+    first = _EndSearch(zero, zero, z_hat, inf, inf, target * se, jnp.zeros((), jnp.int32),
+                       jnp.asarray(SEARCHING), inf, z_hat)
+    final = _loop.repeat(step, first,
+                         lambda s: (s.outcome == SEARCHING) & (s.trials < MAX_TRIALS))
+    outcome = jnp.where(final.outcome == SEARCHING, FAILED, final.outcome)
+    return outcome, final.t, final.best_f, final.best_z
 
 
 def _profile_one(plan: _Plan, target, params, status, data, weights, mask):
@@ -181,9 +197,10 @@ def _profile_one(plan: _Plan, target, params, status, data, weights, mask):
     lik = likelihood(spec.model, space, data, weights, mask)
     loss = objective(lik)
     z_hat = space.to_unconstrained(params)
-    loss_hat, _, hessian = loss.value_grad_hessian(z_hat)
-    cov_z, information_ok = _information.spd_inverse(hessian)
-    se_z = jnp.sqrt(jnp.diag(cov_z))
+    loss_hat, gradient, hessian = loss.value_grad_hessian(z_hat)
+    local = _information.local_information(hessian, gradient, z_hat)
+    information_ok = local.definite
+    se_z = jnp.sqrt(jnp.diag(local.inverse))
 
     z_index = jnp.asarray(plan.z_index * 2, jnp.int32)
     theta_index = jnp.asarray(plan.theta_index * 2, jnp.int32)

@@ -130,6 +130,7 @@ class Newton:
     settled_tol: float = 1e-2
     name = "newton"
     patient = True  # the driver's budget by progress applies (``_loop.PATIENCE``)
+    mean_loss = False
 
     @staticmethod
     def _scale(h, old):

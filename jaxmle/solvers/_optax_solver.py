@@ -1,4 +1,5 @@
-"""Any optax transformation as a solver for the loop driver (BFGS, L-BFGS, gradient ascent).
+"""Any optax transformation as a ``Solver`` (``_solver``) for the loop driver: BFGS, L-BFGS,
+gradient ascent.
 
 The transformation receives the gradient of the loss (the negative log-likelihood, averaged
 over observations for plain gradient methods so that learning rates do not depend on n) and
@@ -42,6 +43,13 @@ class OptaxSolver:
     transformation: Any
     name: str
     line_search: bool
+    patient = False  # gradient methods may creep below rounding and still arrive
+
+    @property
+    def mean_loss(self) -> bool:
+        """Plain gradient methods step on the per-observation mean, so learning rates do
+        not depend on ``n``; line searches find their own step lengths."""
+        return not self.line_search
 
     def init(self, objective, z):
         f, g = objective.value_and_grad(z)
