@@ -60,6 +60,7 @@ def _shard(batch_size: int, index: int, count: int) -> slice:
     return slice(start, start + base + (index < extra))
 
 
+@_precision.public
 def gather_fits(local_fit: Fit) -> Fit:
     """All processes' batched fits, concatenated in process order, on every process.
 
@@ -101,10 +102,7 @@ def gather_fits(local_fit: Fit) -> Fit:
     sizes = _shard_sizes(len(local_fit), _layout(
         jax.tree_util.tree_structure(dataclasses.replace(local_fit, model=None)), leaves))
     largest = int(sizes.max())
-    # process_allgather moves arrays through a jitted identity, which outside an x64 scope
-    # would truncate float64 and int64 leaves to 32 bits.
-    with _precision.scope("float64"):
-        stacked = multihost_utils.process_allgather([_pad(leaf, largest) for leaf in leaves])
+    stacked = multihost_utils.process_allgather([_pad(leaf, largest) for leaf in leaves])
     gathered = [np.concatenate([block[:size] for block, size in zip(leaf, sizes)])
                 for leaf in stacked]
     return jax.tree_util.tree_unflatten(treedef, gathered)
@@ -113,13 +111,13 @@ def gather_fits(local_fit: Fit) -> Fit:
 def _layout(treedef, leaves: list[np.ndarray]) -> int:
     """A checksum of what must agree across processes: tree, metadata, per-dataset shapes."""
     text = repr((str(treedef), [(leaf.shape[1:], leaf.dtype.str) for leaf in leaves]))
-    return zlib.crc32(text.encode())
+    # 31 bits: the table of sizes and checksums travels as int32 at either precision.
+    return zlib.crc32(text.encode()) & 0x7FFFFFFF
 
 
 def _shard_sizes(size: int, layout: int) -> np.ndarray:
     """Every process's shard size, in process order, after checking that layouts agree."""
-    with _precision.scope("float64"):
-        table = multihost_utils.process_allgather(np.array([size, layout], np.int64))
+    table = multihost_utils.process_allgather(np.array([size, layout], np.int32))
     if len(set(table[:, 1].tolist())) != 1:
         raise ValueError("gather_fits needs fits of the same model and options on every "
                          "process (parameters, method, covariance kind, precision); "

@@ -34,6 +34,7 @@ class Block:
     clusters: Any = None
 
 
+@_precision.public
 def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int,
                total: int | None = None, progress: _progress.ProgressArg = False,
                progress_stream: TextIO | None = None,
@@ -84,28 +85,25 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
     first_spec, pending = None, None
     for number, block in enumerate(blocks):
         block = block if isinstance(block, Block) else Block(block)
-        # The precision scope is entered per block, never held across a ``yield``: the
-        # caller's code between blocks runs in its own precision.
-        with _precision.scope(precision):
-            spec, init_values, data, weights, mask = _engine._prepare(
-                log_density, init, block.data, method=method, constraints=constraints,
-                log_prior=log_prior, cov=cov, weights=block.weights, mask=block.mask,
-                max_iter=max_iter, gtol=gtol, precision=precision, batched=True,
-                clusters=block.clusters)
-            size = _validation.batch_size_of(data)
-            if size > block_size:
-                raise ValueError(f"block {number} has {size} datasets, more than block_size={block_size}")
-            if first_spec is None:
-                first_spec = spec
-                chunk_size = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
-                lay = _batch.layout(block_size, chunk_size, jax.local_device_count())
-            elif spec != first_spec:
-                raise ValueError(f"block {number} differs from block 0 in its shapes after the "
-                                 "batch axis; every block must match")
-            # The caller's code runs while this block is fitted (and may refill the
-            # arrays it yielded): the fit reads copies.
-            running = (_engine.dispatch(spec, lay, init_values, data, weights, mask,
-                                        copy=True), size)
+        spec, init_values, data, weights, mask = _engine._prepare(
+            log_density, init, block.data, method=method, constraints=constraints,
+            log_prior=log_prior, cov=cov, weights=block.weights, mask=block.mask,
+            max_iter=max_iter, gtol=gtol, precision=precision, batched=True,
+            clusters=block.clusters)
+        size = _validation.batch_size_of(data)
+        if size > block_size:
+            raise ValueError(f"block {number} has {size} datasets, more than block_size={block_size}")
+        if first_spec is None:
+            first_spec = spec
+            chunk_size = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+            lay = _batch.layout(block_size, chunk_size, jax.local_device_count())
+        elif spec != first_spec:
+            raise ValueError(f"block {number} differs from block 0 in its shapes after the "
+                             "batch axis; every block must match")
+        # The caller's code runs while this block is fitted (and may refill the
+        # arrays it yielded): the fit reads copies.
+        running = (_engine.dispatch(spec, lay, init_values, data, weights, mask,
+                                    copy=True), size)
         if pending is not None:
             yield _finished(pending, bar)
         pending = running

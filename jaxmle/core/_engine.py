@@ -109,11 +109,6 @@ def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights,
     return spec, init_values, data, weights, mask
 
 
-def precision_of(fit: Fit) -> str:
-    """``"float64"`` or ``"float32"``: the precision ``fit`` was computed in."""
-    return "float64" if np.asarray(fit.loglik).dtype == np.float64 else "float32"
-
-
 def model_of(fit: Fit) -> _model.Model:
     """The Model ``fit`` was made with (for the tools that start from a fit)."""
     if not isinstance(fit, Fit):
@@ -134,18 +129,18 @@ def prepare_for_fit(fit: Fit, data, *, weights, mask, max_iter=None, gtol=None):
     model = model_of(fit)
     batched = bool(fit.batch_shape)
     template = fit[0].params if batched else fit.params
-    with _precision.scope(precision_of(fit)):
-        spec, _, data, weights, mask = _prepare(
-            model, lambda _: template, data, method="newton", constraints=None,
-            log_prior=None, cov="observed", weights=weights,
-            mask=mask if batched else None, max_iter=max_iter, gtol=gtol,
-            precision=precision_of(fit), batched=batched)
+    spec, _, data, weights, mask = _prepare(
+        model, lambda _: template, data, method="newton", constraints=None,
+        log_prior=None, cov="observed", weights=weights,
+        mask=mask if batched else None, max_iter=max_iter, gtol=gtol,
+        precision=_precision.of_fit(fit), batched=batched)
     if batched and len(fit) != _validation.batch_size_of(data):
         raise ValueError(f"fit has {len(fit)} datasets but data has "
                          f"{_validation.batch_size_of(data)}")
     return dataclasses.replace(spec, init_fn=None), data, weights, mask
 
 
+@_precision.public
 def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         log_prior: Callable | None = None, cov: str = "observed", weights=None,
         max_iter: int | None = None, gtol: float | None = None,
@@ -200,14 +195,14 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         >>> bool(f.converged), bool(abs(f.params["mu"] - x.mean()) < 1e-9)
         (True, True)
     """
-    with _precision.scope(precision):
-        spec, init_values, data, weights, _ = _prepare(
-            log_density, init, data, method=method, constraints=constraints,
-            log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
-            gtol=gtol, precision=precision, batched=False, clusters=clusters)
-        return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
+    spec, init_values, data, weights, _ = _prepare(
+        log_density, init, data, method=method, constraints=constraints,
+        log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
+        gtol=gtol, precision=precision, batched=False, clusters=clusters)
+    return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
 
 
+@_precision.public
 def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
               constraints=None, log_prior: Callable | None = None, cov: str = "observed",
               weights=None, max_iter: int | None = None, gtol: float | None = None,
@@ -244,15 +239,14 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
         >>> many.params["mu"].shape, bool(many.converged.all())
         ((100,), True)
     """
-    with _precision.scope(precision):
-        spec, init_values, data, weights, mask = _prepare(
-            log_density, init, data, method=method, constraints=constraints,
-            log_prior=log_prior, cov=cov, weights=weights, mask=mask, max_iter=max_iter,
-            gtol=gtol, precision=precision, batched=True, clusters=clusters)
-        batch = _validation.batch_size_of(data)
-        chunk_size = resolve_chunk_size(chunk_size, spec, (data, weights, mask))
-        lay = _batch.layout(batch, chunk_size, jax.local_device_count())
-        return fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
+    spec, init_values, data, weights, mask = _prepare(
+        log_density, init, data, method=method, constraints=constraints,
+        log_prior=log_prior, cov=cov, weights=weights, mask=mask, max_iter=max_iter,
+        gtol=gtol, precision=precision, batched=True, clusters=clusters)
+    batch = _validation.batch_size_of(data)
+    chunk_size = resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+    lay = _batch.layout(batch, chunk_size, jax.local_device_count())
+    return fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
 
 
 def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) -> int:

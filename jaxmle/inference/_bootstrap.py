@@ -336,6 +336,7 @@ def _resampler(data, weights, mask, n: int, seed: int, replicates: int):
 # ----- the public function ---------------------------------------------------------------------
 
 
+@_precision.public
 def bootstrap(fit: Fit, data, *, replicates: int = 1000, simulate: Callable | None = None,
               seed: int = 0, level: float = 0.95, mask=None, weights=None, method="newton",
               max_iter: int | None = None, gtol: float | None = None,
@@ -390,47 +391,46 @@ def bootstrap(fit: Fit, data, *, replicates: int = 1000, simulate: Callable | No
         raise ValueError("mask is for a batched fit; a single dataset uses weights")
     datasets = len(fit) if fit_batched else 1
     seed = check_seed(seed, datasets)
-    precision = _engine.precision_of(fit)
+    precision = _precision.of_fit(fit)
     template = fit[0].params if fit_batched else fit.params
-    with _precision.scope(precision):
-        spec, _, data, weights, mask = _engine._prepare(
-            model, lambda _: template, data, method=method, constraints=None,
-            log_prior=None, cov="observed", weights=weights, mask=mask, max_iter=max_iter,
-            gtol=gtol, precision=precision, batched=fit_batched)
-        if fit_batched and _validation.batch_size_of(data) != datasets:
-            raise ValueError(f"fit has {datasets} datasets but data has "
-                             f"{_validation.batch_size_of(data)}")
-        # Inside, a single dataset is a batch of one.
-        if not fit_batched:
-            data, weights = take(data, None), None if weights is None else weights[None]
-        params = take(fit.params, None) if not fit_batched else fit.params
-        if simulate is None:
-            make_data = _resampler(data, weights, mask, _observation_count(spec, data), seed,
-                                   replicates)
-        else:
-            expected = _validation.abstract(take(data, 0))
-            got = simulated_shapes(simulate, None, template)
-            if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(expected) or [
-                    leaf.shape for leaf in jax.tree_util.tree_leaves(got)] != [
-                    leaf.shape for leaf in jax.tree_util.tree_leaves(expected)]:
-                raise ValueError("simulate(key, params) must return one dataset shaped like the "
-                                 f"fit's data: expected {expected}, got {got}")
+    spec, _, data, weights, mask = _engine._prepare(
+        model, lambda _: template, data, method=method, constraints=None,
+        log_prior=None, cov="observed", weights=weights, mask=mask, max_iter=max_iter,
+        gtol=gtol, precision=precision, batched=fit_batched)
+    if fit_batched and _validation.batch_size_of(data) != datasets:
+        raise ValueError(f"fit has {datasets} datasets but data has "
+                         f"{_validation.batch_size_of(data)}")
+    # Inside, a single dataset is a batch of one.
+    if not fit_batched:
+        data, weights = take(data, None), None if weights is None else weights[None]
+    params = take(fit.params, None) if not fit_batched else fit.params
+    if simulate is None:
+        make_data = _resampler(data, weights, mask, _observation_count(spec, data), seed,
+                               replicates)
+    else:
+        expected = _validation.abstract(take(data, 0))
+        got = simulated_shapes(simulate, None, template)
+        if jax.tree_util.tree_structure(got) != jax.tree_util.tree_structure(expected) or [
+                leaf.shape for leaf in jax.tree_util.tree_leaves(got)] != [
+                leaf.shape for leaf in jax.tree_util.tree_leaves(expected)]:
+            raise ValueError("simulate(key, params) must return one dataset shaped like the "
+                             f"fit's data: expected {expected}, got {got}")
 
-            def make_data(start, stop):
-                dataset = np.arange(start, stop) // replicates
-                return Datasets(simulated(simulate, None, seed, replicates, params, start, stop),
-                                None if weights is None else weights[dataset],
-                                None if mask is None else mask[dataset])
+        def make_data(start, stop):
+            dataset = np.arange(start, stop) // replicates
+            return Datasets(simulated(simulate, None, seed, replicates, params, start, stop),
+                            None if weights is None else weights[dataset],
+                            None if mask is None else mask[dataset])
 
-        def make(start, stop):
-            datasets = make_data(start, stop)
-            return datasets._replace(starts=take(params, np.arange(start, stop) // replicates))
+    def make(start, stop):
+        datasets = make_data(start, stop)
+        return datasets._replace(starts=take(params, np.arange(start, stop) // replicates))
 
-        options = {"method": method, "constraints": constraint_tree(spec.space),
-                   "log_prior": model.log_prior, "cov": "observed", "max_iter": max_iter, "gtol": gtol,
-                   "precision": precision, "chunk_size": chunk_size}
-        fits = concat_fits(block for block, _ in fit_datasets(
-            spec.model.log_density, None, make, datasets * replicates, options))
+    options = {"method": method, "constraints": constraint_tree(spec.space),
+               "log_prior": model.log_prior, "cov": "observed", "max_iter": max_iter, "gtol": gtol,
+               "precision": precision, "chunk_size": chunk_size}
+    fits = concat_fits(block for block, _ in fit_datasets(
+        spec.model.log_density, None, make, datasets * replicates, options))
 
     # The replicates were fitted through a wrapper that carries each start with its data;
     # what they fitted is the fit's model.

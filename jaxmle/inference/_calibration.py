@@ -173,6 +173,7 @@ class Calibration(Batched):
 _batched.register(Calibration, meta_fields=("replicates", "level"))
 
 
+@_precision.public
 def calibrate(log_density: Callable, simulate: Callable | None, truth, *, replicates: int = 1000,
               n: int | None = None, init=None, seed: int = 0, level: float = 0.95,
               intervals: Sequence[str] = ("wald",), batched: bool = False, method="newton",
@@ -239,60 +240,59 @@ def calibrate(log_density: Callable, simulate: Callable | None, truth, *, replic
     if unknown or not kinds:
         raise ValueError(f"unknown interval kinds {unknown or kinds}; use some of {list(INTERVALS)}")
     dtype = np.dtype(_precision.check_precision(precision))
-    with _precision.scope(precision):
-        truths = _validation.as_host_tree(truth, dtype, "truth")
-        if batched:
-            sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None
-                     for leaf in jax.tree_util.tree_leaves(truths)}
-            if len(sizes) != 1 or None in sizes:
-                raise ValueError("with batched=True every leaf of truth needs the same leading "
-                                 f"axis T (one row per truth); got leading sizes {sizes}")
-        else:
-            truths = _bootstrap.take(truths, None)
-        count = jax.tree_util.tree_leaves(truths)[0].shape[0]
-        seed = _bootstrap.check_seed(seed, count)
-        truth_one = _bootstrap.take(truths, 0)
-        shapes = _bootstrap.simulated_shapes(simulate, n, truth_one)
+    truths = _validation.as_host_tree(truth, dtype, "truth")
+    if batched:
+        sizes = {np.shape(leaf)[0] if np.ndim(leaf) else None
+                 for leaf in jax.tree_util.tree_leaves(truths)}
+        if len(sizes) != 1 or None in sizes:
+            raise ValueError("with batched=True every leaf of truth needs the same leading "
+                             f"axis T (one row per truth); got leading sizes {sizes}")
+    else:
+        truths = _bootstrap.take(truths, None)
+    count = jax.tree_util.tree_leaves(truths)[0].shape[0]
+    seed = _bootstrap.check_seed(seed, count)
+    truth_one = _bootstrap.take(truths, 0)
+    shapes = _bootstrap.simulated_shapes(simulate, n, truth_one)
 
-        def make(start, stop):
-            return _bootstrap.Datasets(_bootstrap.simulated(simulate, n, seed, replicates,
-                                                            truths, start, stop))
+    def make(start, stop):
+        return _bootstrap.Datasets(_bootstrap.simulated(simulate, n, seed, replicates,
+                                                        truths, start, stop))
 
-        spec = _checked_spec(log_density, init, truth_one, make(0, 1).data, shapes,
-                             method=method, constraints=constraints, log_prior=log_prior, cov=cov,
-                             max_iter=max_iter, gtol=gtol, precision=precision)
-        if jax.tree_util.tree_structure(truth_one) != spec.space.treedef:
-            raise ValueError(f"truth {jax.tree_util.tree_structure(truth_one)} is unlike the "
-                             f"model's parameters {spec.space.treedef}")
-        for t in range(count):
-            _parameters.check_in_support(spec.space, _bootstrap.take(truths, t))
-        model = spec.fitted
-        if init is None and not isinstance(model, ReadyModel):  # start every fit at its truth
-            make_fits = lambda start, stop: make(start, stop)._replace(
-                starts=_bootstrap.take(truths, np.arange(start, stop) // replicates))
-            fitted, fit_init, fit_constraints, fit_prior = (
-                spec.model.log_density, None, _bootstrap.constraint_tree(spec.space),
-                model.log_prior)
-        else:
-            make_fits, fitted, fit_init, fit_constraints, fit_prior = make, model, init, None, None
-        options = {"method": method, "constraints": fit_constraints, "log_prior": fit_prior,
-                   "cov": cov, "max_iter": max_iter, "gtol": gtol, "precision": precision,
-                   "chunk_size": chunk_size}
-        flat_truths = _summary.flat_batch(truths, count)
-        blocks, covered, done = [], {kind: [] for kind in kinds}, 0
-        for fits, datasets in _bootstrap.fit_datasets(fitted, fit_init, make_fits,
-                                                       count * replicates, options):
-            # Fits started at the truth went through a wrapper that carries the start with
-            # the data; what they fitted is the model.
-            fits = dataclasses.replace(fits, model=model)
-            # Interval kinds run block by block, next to the data the block was fitted to.
-            replicated = Replicated(fits, datasets.data)
-            truth_rows = flat_truths[np.arange(done, done + len(fits)) // replicates]
-            for kind in kinds:
-                covered[kind].append(_covered(INTERVALS[kind](replicated, level), len(fits), truth_rows))
-            blocks.append(fits)
-            done += len(fits)
-        fits = concat_fits(blocks)
+    spec = _checked_spec(log_density, init, truth_one, make(0, 1).data, shapes,
+                         method=method, constraints=constraints, log_prior=log_prior, cov=cov,
+                         max_iter=max_iter, gtol=gtol, precision=precision)
+    if jax.tree_util.tree_structure(truth_one) != spec.space.treedef:
+        raise ValueError(f"truth {jax.tree_util.tree_structure(truth_one)} is unlike the "
+                         f"model's parameters {spec.space.treedef}")
+    for t in range(count):
+        _parameters.check_in_support(spec.space, _bootstrap.take(truths, t))
+    model = spec.fitted
+    if init is None and not isinstance(model, ReadyModel):  # start every fit at its truth
+        make_fits = lambda start, stop: make(start, stop)._replace(
+            starts=_bootstrap.take(truths, np.arange(start, stop) // replicates))
+        fitted, fit_init, fit_constraints, fit_prior = (
+            spec.model.log_density, None, _bootstrap.constraint_tree(spec.space),
+            model.log_prior)
+    else:
+        make_fits, fitted, fit_init, fit_constraints, fit_prior = make, model, init, None, None
+    options = {"method": method, "constraints": fit_constraints, "log_prior": fit_prior,
+               "cov": cov, "max_iter": max_iter, "gtol": gtol, "precision": precision,
+               "chunk_size": chunk_size}
+    flat_truths = _summary.flat_batch(truths, count)
+    blocks, covered, done = [], {kind: [] for kind in kinds}, 0
+    for fits, datasets in _bootstrap.fit_datasets(fitted, fit_init, make_fits,
+                                                   count * replicates, options):
+        # Fits started at the truth went through a wrapper that carries the start with
+        # the data; what they fitted is the model.
+        fits = dataclasses.replace(fits, model=model)
+        # Interval kinds run block by block, next to the data the block was fitted to.
+        replicated = Replicated(fits, datasets.data)
+        truth_rows = flat_truths[np.arange(done, done + len(fits)) // replicates]
+        for kind in kinds:
+            covered[kind].append(_covered(INTERVALS[kind](replicated, level), len(fits), truth_rows))
+        blocks.append(fits)
+        done += len(fits)
+    fits = concat_fits(blocks)
 
     fits = jax.tree_util.tree_map(
         lambda leaf: leaf.reshape((count, replicates) + leaf.shape[1:]), fits)

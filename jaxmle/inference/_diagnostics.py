@@ -180,6 +180,7 @@ _diagnose_one_compiled = _xla.jit(_diagnose_one, static_argnums=0)
 _diagnose_batch_compiled = _xla.jit(_diagnose_batch, static_argnums=(0, 1))
 
 
+@_precision.public
 def diagnose(fit: Fit, data, *, weights=None, mask=None,
              chunk_size: int | None = None) -> Diagnosis:
     """Diagnostics of a single or batched fit at its estimate (see the module notes), on
@@ -206,14 +207,13 @@ def diagnose(fit: Fit, data, *, weights=None, mask=None,
         ('BOUNDARY', True, ['beta[1]'])
     """
     spec, data, weights, mask = _engine.prepare_for_fit(fit, data, weights=weights, mask=mask)
-    with _precision.scope(_engine.precision_of(fit)):
-        if not fit.batch_shape:
-            fields = _diagnose_one_compiled(spec, fit.params, fit.status, data, weights, mask)
-        else:
-            chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
-            fields = _diagnose_batch_compiled(spec, chunk, fit.params, fit.status, data,
-                                              weights, mask)
-        return Diagnosis(fit, *jax.device_get(fields))
+    if not fit.batch_shape:
+        fields = _diagnose_one_compiled(spec, fit.params, fit.status, data, weights, mask)
+    else:
+        chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+        fields = _diagnose_batch_compiled(spec, chunk, fit.params, fit.status, data,
+                                          weights, mask)
+    return Diagnosis(fit, *jax.device_get(fields))
 
 
 def _single_report(d: Diagnosis) -> str:
@@ -262,6 +262,7 @@ def _batch_report(d: Diagnosis) -> str:
     return "\n".join(lines)
 
 
+@_precision.public
 def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int = 1,
           spread: float = 1.0, seed: int = 0, mask=None, weights=None,
           max_iter: int | None = None, gtol: float | None = None,
@@ -312,7 +313,7 @@ def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int
     take = lambda tree: None if tree is None else jax.tree_util.tree_map(
         lambda leaf: np.asarray(leaf)[chosen], tree)
     options = dict(method=method, mask=take(mask), cov=fit.cov_kind, weights=take(weights), max_iter=max_iter, gtol=gtol,
-                   precision=_engine.precision_of(fit), chunk_size=chunk_size)
+                   precision=_precision.of_fit(fit), chunk_size=chunk_size)
     if starts == 1:
         new = _engine.fit_batch(model, init, take(data), **options)
     else:

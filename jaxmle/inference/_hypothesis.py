@@ -69,6 +69,7 @@ def _restriction_matrix(R, q, names: tuple[str, ...], dtype):
     return matrix.astype(dtype), np.broadcast_to(q, (r,)).astype(dtype)
 
 
+@_precision.public
 def wald_test(fit: Fit, R, q=None):
     """Wald test of the linear hypothesis ``R theta = q``.
 
@@ -104,18 +105,17 @@ def wald_test(fit: Fit, R, q=None):
         >>> df, bool(np.isclose(statistic, ((f.params["shape"] - 1) / f.se["shape"]) ** 2))
         (1, True)
     """
-    with _precision.scope_like(fit.loglik):
-        matrix, q = _restriction_matrix(R, q, fit.names, np.dtype(fit.loglik.dtype))
+    matrix, q = _restriction_matrix(R, q, fit.names, np.dtype(fit.loglik.dtype))
 
-        def one(params, cov):
-            difference = matrix @ ravel_pytree(params)[0] - q
-            factor = jax.scipy.linalg.cho_factor(matrix @ cov @ matrix.T)
-            return difference @ jax.scipy.linalg.cho_solve(factor, difference)
+    def one(params, cov):
+        difference = matrix @ ravel_pytree(params)[0] - q
+        factor = jax.scipy.linalg.cho_factor(matrix @ cov @ matrix.T)
+        return difference @ jax.scipy.linalg.cho_solve(factor, difference)
 
-        statistic = jax.vmap(one)(fit.params, fit.cov) if fit.batch_shape else one(fit.params, fit.cov)
-        statistic = jnp.where(fit.converged, statistic, jnp.nan)
-        df = matrix.shape[0]
-        return jax.device_get(statistic), df, jax.device_get(jax.scipy.stats.chi2.sf(statistic, df))
+    statistic = jax.vmap(one)(fit.params, fit.cov) if fit.batch_shape else one(fit.params, fit.cov)
+    statistic = jnp.where(fit.converged, statistic, jnp.nan)
+    df = matrix.shape[0]
+    return jax.device_get(statistic), df, jax.device_get(jax.scipy.stats.chi2.sf(statistic, df))
 
 
 # ----- score (Lagrange multiplier) --------------------------------------------------------
@@ -164,6 +164,7 @@ def _unused_keys(log_density, free, fixed, data) -> list:
     return unused
 
 
+@_precision.public
 def score_test(full_model, restricted: Fit, data, *, fixed: Mapping,
                constraints=None, weights=None, mask=None, chunk_size: int | None = None):
     """Score (Lagrange-multiplier) test of a restriction, from the restricted fit alone.
@@ -208,7 +209,8 @@ def score_test(full_model, restricted: Fit, data, *, fixed: Mapping,
     Returns:
         ``(statistic, df, pvalue)``; statistic and p-value have the batch axis of a batched
         ``restricted`` and are NaN where the restricted fit did not converge or the
-        information at ``theta_0`` is not positive definite.
+        information at ``theta_0`` is not positive definite or numerically singular (as
+        for a fit's SINGULAR_HESSIAN).
 
     Raises:
         TypeError: if ``restricted.params`` or ``fixed`` is not a dict.
@@ -227,21 +229,20 @@ def score_test(full_model, restricted: Fit, data, *, fixed: Mapping,
         >>> df, bool(pvalue < 1e-3)
         (1, True)
     """
-    precision = _engine.precision_of(restricted)
-    with _precision.scope(precision):
-        spec, df, full, data, weights, mask = _full_model(
-            full_model, restricted, data, fixed, constraints, weights, mask, precision)
-        if restricted.batch_shape:
-            chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
-            batch = len(restricted)
-            params = {**restricted.params, **{
-                key: np.broadcast_to(full[key], (batch, *np.shape(full[key]))) for key in fixed}}
-            statistic = _score_batch_compiled(spec.model, spec.space, chunk, params, data,
-                                              weights, mask)
-        else:
-            statistic = _score_compiled(spec.model, spec.space, full, data, weights, mask)
-        statistic = jnp.where(restricted.converged, statistic, jnp.nan)
-        return jax.device_get(statistic), df, jax.device_get(jax.scipy.stats.chi2.sf(statistic, df))
+    precision = _precision.of_fit(restricted)
+    spec, df, full, data, weights, mask = _full_model(
+        full_model, restricted, data, fixed, constraints, weights, mask, precision)
+    if restricted.batch_shape:
+        chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+        batch = len(restricted)
+        params = {**restricted.params, **{
+            key: np.broadcast_to(full[key], (batch, *np.shape(full[key]))) for key in fixed}}
+        statistic = _score_batch_compiled(spec.model, spec.space, chunk, params, data,
+                                          weights, mask)
+    else:
+        statistic = _score_compiled(spec.model, spec.space, full, data, weights, mask)
+    statistic = jnp.where(restricted.converged, statistic, jnp.nan)
+    return jax.device_get(statistic), df, jax.device_get(jax.scipy.stats.chi2.sf(statistic, df))
 
 
 def _full_model(full_model, restricted: Fit, data, fixed, constraints, weights, mask,
@@ -419,6 +420,7 @@ def _batch_table(c: Comparison) -> str:
     return "\n".join(lines)
 
 
+@_precision.public
 def compare(fits: Mapping[str, Fit]) -> Comparison:
     """Compares models fitted to the same data by AIC, AICc, BIC and Akaike weights.
 

@@ -15,6 +15,7 @@ from jaxmle.core import _precision
 from jaxmle.core._fit import Fit
 
 
+@_precision.public
 def lr_test(restricted: Fit, full: Fit):
     """Likelihood-ratio test of a restricted model nested in a full one.
 
@@ -45,13 +46,13 @@ def lr_test(restricted: Fit, full: Fit):
     if df <= 0:
         raise ValueError("lr_test(restricted, full): the full model must have more free parameters "
                          f"than the restricted one, got {full.n_params} and {restricted.n_params}")
-    with _precision.scope_like(full.loglik):
-        ok = full.converged & restricted.converged
-        statistic = jnp.where(ok, 2.0 * (full.loglik - restricted.loglik), jnp.nan)
-        pvalue = jax.scipy.stats.chi2.sf(statistic, df)
-        return jax.device_get(statistic), df, jax.device_get(pvalue)
+    ok = full.converged & restricted.converged
+    statistic = jnp.where(ok, 2.0 * (full.loglik - restricted.loglik), jnp.nan)
+    pvalue = jax.scipy.stats.chi2.sf(statistic, df)
+    return jax.device_get(statistic), df, jax.device_get(pvalue)
 
 
+@_precision.public
 def delta_method(fn: Callable, fit: Fit):
     """Estimate and standard error of a smooth function of the parameters.
 
@@ -85,6 +86,5 @@ def delta_method(fn: Callable, fit: Fit):
         se = jnp.sqrt(jnp.diag(jacobian @ cov @ jacobian.T))
         return value, unravel_value(se)
 
-    with _precision.scope_like(fit.loglik):
-        result = jax.vmap(one)(fit.params, fit.cov) if fit.batch_shape else one(fit.params, fit.cov)
-        return jax.device_get(result)
+    result = jax.vmap(one)(fit.params, fit.cov) if fit.batch_shape else one(fit.params, fit.cov)
+    return jax.device_get(result)

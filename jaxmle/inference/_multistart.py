@@ -163,6 +163,7 @@ def _host_starts(starts, space, dtype):
     return starts
 
 
+@_precision.public
 def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 1.0,
                seed: int = 0, batched: bool = False, mask=None, method="newton",
                constraints=None, log_prior: Callable | None = None, cov: str = "observed",
@@ -198,30 +199,29 @@ def multistart(log_density: Callable, init, data, *, starts=16, spread: float = 
         >>> bool(ms.best.converged), ms.best.params["mu"].round().tolist()
         (True, [-2.0, 2.0])
     """
-    with _precision.scope(precision):
-        spec, init_values, data, weights, mask = _engine._prepare(
-            log_density, init, data, method=method, constraints=constraints,
-            log_prior=log_prior, cov=cov, weights=weights, mask=mask if batched else None,
-            max_iter=max_iter, gtol=gtol, precision=precision, batched=batched)
-        if mask is not None and not batched:
-            raise ValueError("mask is for batched=True; a single dataset uses weights")
-        dtype = np.dtype(precision)
-        if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
-            if int(starts) < 1:
-                raise ValueError(f"starts must be >= 1, got {starts}")
-            noise = np.random.default_rng(seed).standard_normal((int(starts), spec.space.n_free))
-            noise[0] = 0.0
-            noise, user_starts = noise.astype(dtype), None
-        else:
-            user_starts = _host_starts(starts, spec.space, dtype)
-            count = jax.tree_util.tree_leaves(user_starts)[0].shape[0]
-            noise = np.zeros((count, spec.space.n_free), dtype)
-        spread = np.asarray(spread, dtype)
-        if batched:
-            return _solve(spec, init_values, user_starts, noise, spread, data, weights, mask,
-                          chunk_size)
-        # A single dataset is a batch of one.
-        one = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
-        result = _solve(spec, init_values, user_starts, noise, spread, one(data), one(weights),
-                        None, chunk_size)
-        return result[0]
+    spec, init_values, data, weights, mask = _engine._prepare(
+        log_density, init, data, method=method, constraints=constraints,
+        log_prior=log_prior, cov=cov, weights=weights, mask=mask if batched else None,
+        max_iter=max_iter, gtol=gtol, precision=precision, batched=batched)
+    if mask is not None and not batched:
+        raise ValueError("mask is for batched=True; a single dataset uses weights")
+    dtype = np.dtype(precision)
+    if isinstance(starts, (int, np.integer)) and not isinstance(starts, bool):
+        if int(starts) < 1:
+            raise ValueError(f"starts must be >= 1, got {starts}")
+        noise = np.random.default_rng(seed).standard_normal((int(starts), spec.space.n_free))
+        noise[0] = 0.0
+        noise, user_starts = noise.astype(dtype), None
+    else:
+        user_starts = _host_starts(starts, spec.space, dtype)
+        count = jax.tree_util.tree_leaves(user_starts)[0].shape[0]
+        noise = np.zeros((count, spec.space.n_free), dtype)
+    spread = np.asarray(spread, dtype)
+    if batched:
+        return _solve(spec, init_values, user_starts, noise, spread, data, weights, mask,
+                      chunk_size)
+    # A single dataset is a batch of one.
+    one = lambda tree: jax.tree_util.tree_map(lambda leaf: leaf[None], tree)
+    result = _solve(spec, init_values, user_starts, noise, spread, one(data), one(weights),
+                    None, chunk_size)
+    return result[0]

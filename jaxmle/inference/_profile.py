@@ -280,6 +280,7 @@ def _plan(spec: FitSpec, parameters: Sequence[str] | None) -> _Plan:
     return _Plan(spec, tuple(z_index), tuple(theta_index))
 
 
+@_precision.public
 def profile(fit: Fit, data, *, parameters: Sequence[str] | str | None = None,
             level: float = 0.95, weights=None, mask=None, max_iter: int | None = None,
             gtol: float | None = None, chunk_size: int | None = None) -> Profile:
@@ -316,16 +317,15 @@ def profile(fit: Fit, data, *, parameters: Sequence[str] | str | None = None,
     spec, data, weights, mask = _engine.prepare_for_fit(
         fit, data, weights=weights, mask=mask, max_iter=max_iter, gtol=gtol)
     batched = bool(fit.batch_shape)
-    precision = _engine.precision_of(fit)
+    precision = _precision.of_fit(fit)
     params = fit.params
-    with _precision.scope(precision):
-        plan = _plan(spec, parameters)
-        # sqrt of the chi-squared(1) quantile: the standard normal quantile of (1 + level) / 2.
-        target = np.asarray(statistics.NormalDist().inv_cdf(0.5 + 0.5 * level), precision)
-        if not batched:
-            result = _profile_one_compiled(plan, target, params, fit.status, data, weights, mask)
-        else:
-            chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
-            result = _profile_batch_compiled(plan, chunk, target, params, fit.status, data,
-                                             weights, mask)
-        return dataclasses.replace(jax.device_get(result), level=level)
+    plan = _plan(spec, parameters)
+    # sqrt of the chi-squared(1) quantile: the standard normal quantile of (1 + level) / 2.
+    target = np.asarray(statistics.NormalDist().inv_cdf(0.5 + 0.5 * level), precision)
+    if not batched:
+        result = _profile_one_compiled(plan, target, params, fit.status, data, weights, mask)
+    else:
+        chunk = _engine.resolve_chunk_size(chunk_size, spec, (data, weights, mask))
+        result = _profile_batch_compiled(plan, chunk, target, params, fit.status, data,
+                                         weights, mask)
+    return dataclasses.replace(jax.device_get(result), level=level)

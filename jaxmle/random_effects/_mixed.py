@@ -321,6 +321,7 @@ def _random_layout(random, dtype):
         jax.tree_util.tree_unflatten(treedef, arrays)
 
 
+@_precision.public
 def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *, random,
               constraints=None, max_iter: int = 200, gtol: float | None = None,
               max_inner: int = DEFAULT_MAX_INNER, chunk_size: int = DEFAULT_CHUNK,
@@ -384,47 +385,46 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
         >>> bool(fit.converged), fit.random.shape, bool(abs(fit.params["beta"][1] - 0.5) < 0.1)
         (True, (30, 1), True)
     """
-    with _precision.scope(precision):
-        dtype = np.dtype(precision)
-        if int(max_iter) < 0 or int(max_inner) < 1 or int(chunk_size) < 1:
-            raise ValueError(f"need max_iter >= 0, max_inner >= 1 and chunk_size >= 1; got "
-                             f"{max_iter}, {max_inner}, {chunk_size}")
-        gtol = {"float64": 1e-10, "float32": 1e-5}[precision] if gtol is None else float(gtol)
-        if not gtol > 0:
-            raise ValueError(f"gtol must be > 0, got {gtol}")
-        init_values = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, dtype=dtype), init)
-        space = _parameters.build(init_values, constraints)
-        _parameters.check_in_support(space, init_values)
-        layout, u0, random_tree = _random_layout(random, dtype)
-        grouping = _Grouping(data, groups, dtype)
-        buckets = grouping.buckets(int(chunk_size))
-        abstract = lambda tree: jax.tree_util.tree_map(
-            lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
-        (data_first, mask_first), _ = buckets[0][1]
-        data_one = jax.tree_util.tree_map(lambda leaf: leaf[0], data_first)
-        _check_model(log_density, log_random, abstract(init_values), abstract(random_tree),
-                     abstract(data_one), mask_first.shape[1])
+    dtype = np.dtype(precision)
+    if int(max_iter) < 0 or int(max_inner) < 1 or int(chunk_size) < 1:
+        raise ValueError(f"need max_iter >= 0, max_inner >= 1 and chunk_size >= 1; got "
+                         f"{max_iter}, {max_inner}, {chunk_size}")
+    gtol = {"float64": 1e-10, "float32": 1e-5}[precision] if gtol is None else float(gtol)
+    if not gtol > 0:
+        raise ValueError(f"gtol must be > 0, got {gtol}")
+    init_values = jax.tree_util.tree_map(lambda leaf: np.asarray(leaf, dtype=dtype), init)
+    space = _parameters.build(init_values, constraints)
+    _parameters.check_in_support(space, init_values)
+    layout, u0, random_tree = _random_layout(random, dtype)
+    grouping = _Grouping(data, groups, dtype)
+    buckets = grouping.buckets(int(chunk_size))
+    abstract = lambda tree: jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), tree)
+    (data_first, mask_first), _ = buckets[0][1]
+    data_one = jax.tree_util.tree_map(lambda leaf: leaf[0], data_first)
+    _check_model(log_density, log_random, abstract(init_values), abstract(random_tree),
+                 abstract(data_one), mask_first.shape[1])
 
-        model = _laplace.GroupModel(log_density, log_random, space, layout, int(max_inner))
-        spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size))
-        n_obs = float(grouping.kept.sum())
-        blocked = np.int32(RUNNING if n_obs >= space.n_free else Status.TOO_FEW_OBSERVATIONS)
-        z0 = np.asarray(space.to_unconstrained(init_values), dtype=dtype)
-        z, assessed, n_iter, modes = jax.device_get(_solve_compiled()(
-            spec, z0, u0, tuple(bucket for _, bucket in buckets), blocked))
+    model = _laplace.GroupModel(log_density, log_random, space, layout, int(max_inner))
+    spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size))
+    n_obs = float(grouping.kept.sum())
+    blocked = np.int32(RUNNING if n_obs >= space.n_free else Status.TOO_FEW_OBSERVATIONS)
+    z0 = np.asarray(space.to_unconstrained(init_values), dtype=dtype)
+    z, assessed, n_iter, modes = jax.device_get(_solve_compiled()(
+        spec, z0, u0, tuple(bucket for _, bucket in buckets), blocked))
 
-        order = np.argsort(np.concatenate([members for members, _ in buckets]))
-        in_labels = lambda part: np.concatenate(part)[order]
-        sizes = [members.size for members, _ in buckets]
-        u, sd, status, _ = (in_labels([mode[i][:size] for mode, size in zip(modes, sizes)])
-                            for i in range(4))
-        unflatten = lambda flat: jax.vmap(layout.unflatten)(jnp.asarray(flat))
-        params = jax.device_get(space.to_constrained(jnp.asarray(z)))
-        return MixedFit(
-            params=params, se=jax.device_get(space.unflatten(jnp.sqrt(jnp.diag(jnp.asarray(assessed.cov))))),
-            cov=assessed.cov, loglik=assessed.loglik, status=assessed.status, n_iter=n_iter,
-            grad_norm=assessed.grad_norm, n_obs=np.asarray(n_obs, dtype), n_params=space.n_free,
-            names=space.names, method="newton (Laplace)", cov_kind="observed", model=None,
-            labels=grouping.labels, random=jax.device_get(unflatten(u)),
-            random_se=jax.device_get(unflatten(sd)), random_status=status,
-            n_rows=grouping.n_rows, n_excluded=grouping.n_rows - grouping.kept)
+    order = np.argsort(np.concatenate([members for members, _ in buckets]))
+    in_labels = lambda part: np.concatenate(part)[order]
+    sizes = [members.size for members, _ in buckets]
+    u, sd, status, _ = (in_labels([mode[i][:size] for mode, size in zip(modes, sizes)])
+                        for i in range(4))
+    unflatten = lambda flat: jax.vmap(layout.unflatten)(jnp.asarray(flat))
+    params = jax.device_get(space.to_constrained(jnp.asarray(z)))
+    return MixedFit(
+        params=params, se=jax.device_get(space.unflatten(jnp.sqrt(jnp.diag(jnp.asarray(assessed.cov))))),
+        cov=assessed.cov, loglik=assessed.loglik, status=assessed.status, n_iter=n_iter,
+        grad_norm=assessed.grad_norm, n_obs=np.asarray(n_obs, dtype), n_params=space.n_free,
+        names=space.names, method="newton (Laplace)", cov_kind="observed", model=None,
+        labels=grouping.labels, random=jax.device_get(unflatten(u)),
+        random_se=jax.device_get(unflatten(sd)), random_status=status,
+        n_rows=grouping.n_rows, n_excluded=grouping.n_rows - grouping.kept)

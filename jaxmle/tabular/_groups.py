@@ -35,7 +35,7 @@ import numpy as np
 
 from jaxmle.batch import _progress
 from jaxmle.batch._stream import Block, concat_fits, fit_stream
-from jaxmle.core import _clusters, _validation
+from jaxmle.core import _clusters, _precision, _validation
 from jaxmle.core._fit import Fit
 from jaxmle.tabular import _frames
 
@@ -312,6 +312,7 @@ def _in_label_order(parts: list[tuple[np.ndarray, GroupFits]]) -> GroupFits:
                      take(*(f.n_rows for f in fits)), take(*(f.n_excluded for f in fits)))
 
 
+@_precision.public
 def fit_groups(log_density: Callable, init, values, groups, *, x=None, intercept: bool = False,
                method="newton", constraints=None, log_prior: Callable | None = None,
                cov: str = "observed", max_iter: int | None = None, gtol: float | None = None,

@@ -2,8 +2,12 @@
 public function still computes and returns float64, equal to what it returns with x64 on.
 
 The rest of the suite runs with x64 on globally (conftest), where a missing precision scope
-cannot show; here each public function runs inside ``jax.enable_x64(False)``.
+cannot show; here each public function runs inside ``jax.enable_x64(False)``, and every
+public function is either decorated with the precision policy and called here, or named
+below as computing nothing with JAX.
 """
+
+import inspect
 
 import jax
 import numpy as np
@@ -48,6 +52,15 @@ def _groups():
                          constraints={"sigma": jm.positive}).fit
 
 
+def _mixed():
+    groups = np.repeat(np.arange(6), 8)
+    x = np.random.default_rng(12).normal(size=groups.size) + 0.5 * groups
+    return jm.fit_mixed(jm.mixed.gaussian, jm.mixed.gaussian_random(1),
+                        {"beta": np.zeros(1), "sigma": 1.0, "L": np.eye(1)},
+                        (np.ones((groups.size, 1)), np.ones((groups.size, 1)), x), groups,
+                        random=np.zeros(1), constraints={"sigma": jm.positive, "L": jm.cholesky})
+
+
 PUBLIC_CALLS = {
     "fit": _fit,
     "fit_batch": _batch,
@@ -66,7 +79,21 @@ PUBLIC_CALLS = {
     "wald_test": lambda: jm.wald_test(_fit(), np.array([[1.0, 0.0]]), np.array([2.0])),
     "score_test": lambda: jm.score_test(NORMAL, _restricted(), X[0], fixed={"mu": 2.0}),
     "compare": lambda: jm.compare({"free": _fit(), "mu = 2": _restricted()}).aic,
+    "fit_mixed": _mixed,
 }
+
+# Public functions that build values or move numpy arrays, computing nothing with JAX.
+NOT_COMPUTING = {"censored", "concat_fits", "enable_compilation_cache", "interval",
+                 "process_shard"}
+
+
+def test_every_public_function_is_under_the_policy_and_called_here():
+    functions = {name for name in jm.__all__ if inspect.isfunction(getattr(jm, name))}
+    scoped = {name for name in functions if hasattr(getattr(jm, name), "__wrapped__")}
+    called = {part for key in PUBLIC_CALLS for part in key.split("+")}
+    assert NOT_COMPUTING <= functions
+    assert functions - NOT_COMPUTING == scoped
+    assert scoped <= called, f"not called here: {sorted(scoped - called)}"
 
 
 def _floats(result):
