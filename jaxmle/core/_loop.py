@@ -6,7 +6,8 @@ solver, fit or search has a loop of its own: ``run`` takes one fit to its end (s
 fits, preliminary fits, profile points, the outer fit of a mixed model); ``run_lanes``
 steps a group of fits side by side (a round of a batch, ``_batch``), where ``advance``
 leaves a finished fit unchanged; ``repeat`` runs any other capped search over NamedTuple
-state (the profile's search for an interval end). ``lax.while_loop`` is written here only.
+state (the profile's search for an interval end, a group's inner mode in a mixed model).
+``lax.while_loop`` is written here only.
 
 Stopping rule (Dennis & Schnabel, *Numerical Methods for Unconstrained Optimization*, 1983,
 section 7.2, the relative gradient): stop when
@@ -89,7 +90,8 @@ def start(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int,
     return LoopState(state0, zero, status0.astype(jnp.int32), state0.f, zero)
 
 
-def advance(solver: Solver, objective: Objective, loop: LoopState, *, max_iter: int, gtol: float) -> LoopState:
+def advance(solver: Solver, objective: Objective, loop: LoopState, *, max_iter: int,
+            gtol: float) -> LoopState:
     """One iteration; a no-op on a finished loop (so a batch can step all its members)."""
     proposed, stop, stationary = solver.step(objective, loop.solver_state)
     nonfinite = ~stationary & ~_finite(proposed)

@@ -20,6 +20,8 @@ from typing import TypeVar
 import jax
 import numpy as np
 
+from jaxmle.core._fit import Fit
+
 PRECISIONS = ("float64", "float32")
 
 F = TypeVar("F", bound=Callable)
@@ -47,8 +49,6 @@ def of_fit(fit) -> str:
 def _working_precision(signature: inspect.Signature, args, kwargs) -> str:
     """The ``precision`` argument, else the precision of the first ``Fit`` among the
     arguments (or the values of a mapping of fits), else float64."""
-    from jaxmle.core._fit import Fit  # the result type imports the layers that use this
-
     bound = signature.bind_partial(*args, **kwargs)
     if "precision" in signature.parameters:
         bound.apply_defaults()

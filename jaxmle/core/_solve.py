@@ -1,8 +1,8 @@
 """One dataset's fit as traceable pieces: start point, start, one iteration, finish.
 
 ``fit`` runs them to the end with the loop driver (``_loop.run``); the batched driver
-(``_batch``) steps many datasets together and can move a slow one to another chunk between iterations, which is
-why an iteration is a function of its own.
+(``_batch``) steps many datasets together and can move a slow one to another chunk between
+iterations, which is why an iteration is a function of its own.
 
 A single long dataset (per-observation form, at least ``SUBSAMPLE_MIN_OBS`` observations)
 is first fitted on every ``stride``-th observation (about ``SUBSAMPLE_OBS`` of them, each

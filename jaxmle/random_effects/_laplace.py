@@ -41,6 +41,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmle.core import _loop
 from jaxmle.core._information import spd_inverse
 from jaxmle.core._parameters import ParameterSpace
 from jaxmle.core._status import Status
@@ -169,7 +170,7 @@ def _iterate(model: GroupModel, z, u0, data, mask) -> InnerState:
         return InnerState(u, pick(f_try, s.f), pick(g_try, s.g), pick(h_try, s.h), lam,
                           s.n_iter + 1, small | stalled)
 
-    return jax.lax.while_loop(running, body, state)
+    return _loop.repeat(body, state, running)
 
 
 def solve_mode(model: GroupModel, z, u0, data, mask) -> Mode:

@@ -97,12 +97,8 @@ def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
 
     objective = Objective(value, jax.value_and_grad(value), with_hessian(value, forward_gradient=True))
     solver = Newton()
-    loop = _loop.start(solver, objective, z0, max_iter=spec.max_iter, gtol=spec.gtol,
-                       blocked=blocked)
-    loop = jax.lax.while_loop(
-        _loop.running,
-        lambda state: _loop.advance(solver, objective, state, max_iter=spec.max_iter,
-                                    gtol=spec.gtol), loop)
+    loop = _loop.run(solver, objective, z0, max_iter=spec.max_iter, gtol=spec.gtol,
+                     blocked=blocked)
     z = loop.solver_state.z
     stub = Likelihood(lambda v: -value(v), lambda v: jnp.zeros((), v.dtype), None, None, None,
                       None)
