@@ -66,9 +66,12 @@ eigendecomposition of every trial Hessian was a measurable share of the batch be
 time (``docs/design.md``), and
 an iterate that lands on a saddle exactly is rare; certification reports one
 (SINGULAR_HESSIAN). Neither test stops at an iterate reached by a step that cut the loss by
-more than half, or on a linear approach, until a step from it fails (``falling``, reported
-as ``unfinished`` to the driver): there the loss is still far from its minimum relative to
-itself. A fit to data without noise (NIST Lanczos1 and Lanczos2 as least squares) passed
+more than half, or on a linear approach, while the Newton steps shrink (by at least
+``LINEAR_RATES[1]``) and until a step from it fails (``falling``, reported as
+``unfinished`` to the driver): there the loss is still far from its minimum relative to
+itself. The shrinking steps tell it from separation in a logistic regression, whose loss
+falls by a constant factor per step of constant length (BOUNDARY there, not a fit run on
+until its Hessian is singular). A fit to data without noise (NIST Lanczos1 and Lanczos2 as least squares) passed
 the gradient test at RSS 1e-18 where the minimum is 1e-25, short of the certified
 parameters; the quadratic convergence there costs one or two more iterations. A statistical fit, whose
 loss falls by a tiny fraction of itself near its optimum, is unaffected.
@@ -221,6 +224,10 @@ class Newton:
         # like |u|^p (p > 2), Newton's steps shrink by (p - 2) / (p - 1) each; their sum,
         # 1 / (1 - rate) times this step, is the minimiser (Aitken's extrapolation).
         # Where the loss is at least 1 the doubling below covers these rates.
+        # Newton steps that shrink: the iterate is approaching a point, not running off to
+        # infinity along a loss that falls without end (separation in a logistic regression,
+        # where the Newton steps keep their length).
+        shrinking = definite & (state.multiplier >= 1) & (rate <= LINEAR_RATES[1])
         linear = continues & (rate >= LINEAR_RATES[0]) & (rate <= LINEAR_RATES[1])
         large = jnp.abs(state.f) >= 1.0
         aitken = linear & (state.multiplier == 1) & (state.cooldown <= 0) & ~large
@@ -304,6 +311,6 @@ class Newton:
             multiplier=jnp.where(accept & (pure | chain), multiplier, 0.0),
             cooldown=jnp.where(chain & ~accept, COOLDOWN, jnp.maximum(state.cooldown - 1, 0.0)),
             saddle=~accept & state.saddle,
-            falling=accept & (linear | (actual > 0.5 * jnp.abs(state.f))),
+            falling=accept & shrinking & (linear | (actual > 0.5 * jnp.abs(state.f))),
             settled=~accept & settled)
         return new_state, stalled | stationary, stationary
