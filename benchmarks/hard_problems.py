@@ -310,8 +310,11 @@ def evaluate(selected: list[Case], solvers: list[str], variants: list[str], cach
                 try:
                     outcomes[solver] = run(case, variant, solver)
                 except Exception as error:  # a peer's crash is its result, not the run's end
+                    # (jm.fit refuses a start outside the support with a ValueError: sigma
+                    # started at the RMS residual is inf where the start's RSS overflows)
                     outcomes[solver] = Outcome(case.x0, None, False,
-                                               f"crash {type(error).__name__}", 0, 0, 0.0)
+                                               f"raised {type(error).__name__}: {error}"[:72],
+                                               0, 0, 0.0)
             rss = {s: _rss(case, o.x) for s, o in outcomes.items()}
             f_best = min([r for r in rss.values() if math.isfinite(r)], default=math.inf)
             if f_best < case.f_min * (1 - 1e-6) - F_ATOL:

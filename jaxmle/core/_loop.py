@@ -23,8 +23,9 @@ Budget by progress (Newton; a solver opts in with ``patient = True``): a fit who
 has not fallen beyond its rounding level (``64 eps (1 + |f|)``), nor its iterate moved by
 more than ``sqrt(eps)`` relative, for ``PATIENCE`` iterations stops STALLED, or CONVERGED
 when its solver reports the iterate ``settled`` (as near its optimum as rounding allows);
-otherwise it runs to ``max_iter``. A state may also report ``saddle`` (a start with
-clearly negative curvature): the gradient test does not stop there.
+otherwise it runs to ``max_iter``. A state may also report ``unfinished`` (Newton: a start
+with clearly negative curvature, or an iterate whose loss is still falling fast relative to
+itself): the gradient test does not stop there.
 """
 
 from __future__ import annotations
@@ -66,10 +67,11 @@ def _finite(state) -> jax.Array:
     return jnp.isfinite(state.f) & jnp.all(jnp.isfinite(state.g)) & jnp.all(jnp.isfinite(state.z))
 
 
-def _saddle(state) -> jax.Array:
-    """True at a saddle point the solver can leave (a state's optional ``saddle`` field):
-    there a small gradient is no optimum."""
-    return jnp.asarray(getattr(state, "saddle", False))
+def _unfinished(state) -> jax.Array:
+    """True where the solver knows its iterate is no optimum whatever its gradient (a
+    state's optional ``unfinished`` field: a saddle point it can leave, a loss still
+    falling fast relative to itself)."""
+    return jnp.asarray(getattr(state, "unfinished", False))
 
 
 def start(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, gtol: float,
@@ -81,7 +83,7 @@ def start(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int,
     """
     state0 = solver.init(objective, z0)
     ok0 = _finite(state0)
-    converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol) & ~_saddle(state0)
+    converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol) & ~_unfinished(state0)
     status0 = jnp.where(blocked != RUNNING, blocked,
               jnp.where(~ok0, int(Status.NONFINITE_START),
                         jnp.where(converged0, int(Status.CONVERGED),
@@ -110,7 +112,7 @@ def advance(solver: Solver, objective: Objective, loop: LoopState, *, max_iter: 
     gained = (loop.reference - new.f > 64 * eps * (1.0 + jnp.abs(new.f))) | moved
     reference = jnp.where(gained, new.f, loop.reference)
     idle = jnp.where(gained, 0, loop.idle + 1)
-    converged = stationary | ((relative_gradient(new.z, new.f, new.g) <= gtol) & ~_saddle(new))
+    converged = stationary | ((relative_gradient(new.z, new.f, new.g) <= gtol) & ~_unfinished(new))
     # Out of patience at a point the solver reports settled (as near its optimum as the
     # rounding of the loss lets it get): converged. Solvers opt in (``patient``): a
     # gradient method's loss can creep below rounding for long stretches and still arrive.

@@ -26,9 +26,10 @@ class SolverState(Protocol):
         f: ``()`` the loss at ``z``.
         g: ``(k,)`` its gradient.
 
-    Optional fields the driver reads: ``saddle`` (bool: ``z`` has clearly negative
-    curvature, so a small gradient there is no optimum) and ``settled`` (bool: ``z`` is as
-    near its optimum as the rounding of the loss allows).
+    Optional fields the driver reads: ``unfinished`` (bool: ``z`` is known to be no
+    optimum whatever its gradient, e.g. clearly negative curvature or a loss still falling
+    fast) and ``settled`` (bool: ``z`` is as near its optimum as the rounding of the loss
+    allows).
     """
 
     z: jax.Array

@@ -47,3 +47,26 @@ def test_a_local_optimum_is_not_reported_as_the_certified_one():
     merged = np.array([-0.2227, 1.8734, 2.0683, 4.6402, 0.6672, 1.8734])
     assert not HARD.solved(case, HARD.Outcome(merged, None, True, "", 0, 0, 0.0), case.f_min)
     assert HARD.solved(case, HARD.Outcome(case.x_min, None, True, "", 0, 0, 0.0), case.f_min)
+
+
+# (problem, start, variant, status): starts where the previous Newton reported CONVERGED
+# short of the minimum, its driver's gradient test (absolute for a loss below 1) passing
+# while the loss still fell by a large factor per iteration. Powell's minimiser 0 has a
+# Hessian of rank 2 of 4 (Newton converges linearly there): the minimum is reached and
+# certification reports the singular Hessian, not a converged estimate with standard
+# errors.
+SHORT = [
+    ("Powell singular", "1x", "ls", "SINGULAR_HESSIAN"),     # was RSS 3e-15, x 1e-4 off
+    ("Powell singular", "100x", "ls", "SINGULAR_HESSIAN"),
+    ("Extended Powell singular", "10x", "ls", "SINGULAR_HESSIAN"),
+    ("Lanczos1", "start 1", "ls", "CONVERGED"),  # was RSS 1e-18 against 1.4e-25
+    ("Lanczos2", "start 2", "ls", "CONVERGED"),  # was RSS at f_min, parameters off
+]
+
+
+@pytest.mark.parametrize("name, start, variant, status", SHORT)
+def test_a_loss_still_falling_fast_is_not_reported_converged(name, start, variant, status):
+    case = _case(name, start)
+    outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
+    assert outcome.label == status, outcome
+    assert HARD.solved(case, outcome, case.f_min), outcome
