@@ -50,10 +50,10 @@ MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills t
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
 # Batches of at least this many data elements first fit each dataset's reduced problem
-# (``_solve.reduced_start_one``). It saves most passes over the data, but its second
-# Newton loop lengthens the first call: it pays back within one call from about 1e8
-# elements (``benchmarks/first_call.py``; the measurements are in ``docs/design.md``).
-REDUCE_MIN_ELEMENTS = 2**27
+# (``_solve.reduced_start_one``). It saves most passes over the data, but its loop on the
+# reduced problem lengthens the first call: it pays back within one call from about 3e7
+# elements (the measurements are in ``docs/design.md``).
+REDUCE_MIN_ELEMENTS = 2**25
 
 
 @dataclasses.dataclass(frozen=True)
