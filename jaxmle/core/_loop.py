@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 import jax
 import jax.numpy as jnp
 
+from jaxmle.core._objective import Objective
 from jaxmle.core._status import RUNNING, Status
 
 if TYPE_CHECKING:
-    from jaxmle.core._objective import Objective
     from jaxmle.solvers._solver import Solver
 
 State = TypeVar("State")
@@ -142,10 +142,63 @@ def repeat(step: Callable[[State], State], state: State,
 
 def run(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, gtol: float,
         blocked: jax.Array | int = RUNNING) -> LoopState:
-    """The loop state where the fit of ``objective`` from ``z0`` (``(k,)``) stops."""
-    return repeat(lambda loop: advance(solver, objective, loop, max_iter=max_iter, gtol=gtol),
-                  start(solver, objective, z0, max_iter=max_iter, gtol=gtol, blocked=blocked),
-                  running)
+    """The loop state where the fit of ``objective`` from ``z0`` (``(k,)``) stops.
+
+    With a solver of ``one_evaluation`` the start is the loop's first pass (``_Lazy``), so
+    the objective's derivative program appears once in the compiled loop, not twice.
+    """
+    options = dict(max_iter=max_iter, gtol=gtol)
+    if not solver.one_evaluation:
+        return repeat(lambda loop: advance(solver, objective, loop, **options),
+                      start(solver, objective, z0, blocked=blocked, **options), running)
+
+    def one_pass(lazy: _Lazy) -> _Lazy:
+        point = jnp.where(lazy.started, _evaluation_point(solver, lazy.loop.solver_state), z0)
+        given = _given(objective.value_grad_hessian(point))
+        resumed = advance(solver, given, lazy.loop, **options)
+        started = start(solver, given, z0, blocked=blocked, **options)
+        loop = jax.tree_util.tree_map(lambda a, b: jnp.where(lazy.started, a, b), resumed, started)
+        return _Lazy(loop, jnp.ones((), bool))
+
+    placeholder = start(solver, _given(_placeholder_derivatives(z0)), z0, blocked=blocked,
+                        **options)
+    lazy = repeat(one_pass, _Lazy(placeholder, jnp.zeros((), bool)),
+                  lambda lazy: ~lazy.started | running(lazy.loop))
+    return lazy.loop
+
+
+class _Lazy(NamedTuple):
+    """A fit whose start is the first pass of its loop (``started`` False until then)."""
+
+    loop: LoopState
+    started: jax.Array
+
+
+def _placeholder_derivatives(z: jax.Array):
+    """Zero loss, gradient ``(k,)`` and Hessian ``(k, k)``: the shapes of a state."""
+    zero = jnp.zeros((), z.dtype)
+    return zero, jnp.zeros_like(z), jnp.zeros((z.shape[0], z.shape[0]), z.dtype)
+
+
+def _given(derivatives) -> Objective:
+    """An objective that answers every call with ``derivatives`` ``(f, g, h)``: a solver of
+    ``one_evaluation`` asks for them once, at the point ``_evaluation_point`` computed."""
+    return Objective(lambda z: derivatives[0], lambda z: derivatives[:2], lambda z: derivatives)
+
+
+def _evaluation_point(solver: Solver, state) -> jax.Array:
+    """The point where ``solver.step`` evaluates the objective from ``state``: recorded
+    from a step traced with placeholder derivatives, whose other results are unused (XLA
+    drops them, and merges the recorded computation with the real step's)."""
+    points = []
+
+    def record(z):
+        points.append(z)
+        return _placeholder_derivatives(z)
+
+    solver.step(Objective(lambda z: record(z)[0], lambda z: record(z)[:2], record), state)
+    (point,) = points
+    return point
 
 
 def run_lanes(step: Callable[[LoopState], LoopState], lanes: LoopState,

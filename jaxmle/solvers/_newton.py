@@ -161,6 +161,7 @@ class Newton:
     name = "newton"
     patient = True  # the driver's budget by progress applies (``_loop.PATIENCE``)
     mean_loss = False
+    one_evaluation = True  # value_grad_hessian once per init and per step (``_solver``)
 
     @staticmethod
     def _scale(h, old):

@@ -44,6 +44,7 @@ class OptaxSolver:
     name: str
     line_search: bool
     patient = False  # gradient methods may creep below rounding and still arrive
+    one_evaluation = False  # line searches evaluate the loss several times per step
 
     @property
     def mean_loss(self) -> bool:

@@ -48,11 +48,16 @@ class Solver(Protocol):
             may creep below rounding for long stretches and still arrive.
         mean_loss: the solver works on the loss averaged over observations, so its step
             sizes (learning rates) do not depend on ``n`` (plain optax gradient methods).
+        one_evaluation: ``init`` evaluates ``objective.value_grad_hessian`` once, at ``z``,
+            ``step`` once, at a point computed from its state alone, and neither calls the
+            objective otherwise (Newton): the driver then evaluates the objective at one
+            place in the loop for the start and every step (``_loop.run``).
     """
 
     name: str
     patient: bool
     mean_loss: bool
+    one_evaluation: bool
 
     def init(self, objective: Objective, z: jax.Array) -> SolverState:
         """The state at ``z``."""
