@@ -144,8 +144,12 @@ def run(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, g
         blocked: jax.Array | int = RUNNING) -> LoopState:
     """The loop state where the fit of ``objective`` from ``z0`` (``(k,)``) stops.
 
-    With a solver of ``one_evaluation`` the start is the loop's first pass (``_Lazy``), so
-    the objective's derivative program appears once in the compiled loop, not twice.
+    A solver of ``one_evaluation`` (Newton) starts lazily (``_Lazy``): the loop's first
+    pass evaluates the objective at ``z0`` and applies the start's tests, later passes
+    evaluate it where the solver's step asks. The objective then appears once in the
+    compiled loop, not twice (start and step), which halves the compile work of its
+    derivative program. (A batch's lanes start at once: under ``vmap`` the choice between
+    starting and stepping would compute both on every pass.)
     """
     options = dict(max_iter=max_iter, gtol=gtol)
     if not solver.one_evaluation:
@@ -153,11 +157,13 @@ def run(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, g
                       start(solver, objective, z0, blocked=blocked, **options), running)
 
     def one_pass(lazy: _Lazy) -> _Lazy:
-        point = jnp.where(lazy.started, _evaluation_point(solver, lazy.loop.solver_state), z0)
+        point = jax.lax.cond(lazy.started,
+                             lambda: _evaluation_point(solver, lazy.loop.solver_state),
+                             lambda: z0)
         given = _given(objective.value_grad_hessian(point))
-        resumed = advance(solver, given, lazy.loop, **options)
-        started = start(solver, given, z0, blocked=blocked, **options)
-        loop = jax.tree_util.tree_map(lambda a, b: jnp.where(lazy.started, a, b), resumed, started)
+        loop = jax.lax.cond(lazy.started,
+                            lambda: advance(solver, given, lazy.loop, **options),
+                            lambda: start(solver, given, z0, blocked=blocked, **options))
         return _Lazy(loop, jnp.ones((), bool))
 
     placeholder = start(solver, _given(_placeholder_derivatives(z0)), z0, blocked=blocked,
@@ -165,6 +171,13 @@ def run(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, g
     lazy = repeat(one_pass, _Lazy(placeholder, jnp.zeros((), bool)),
                   lambda lazy: ~lazy.started | running(lazy.loop))
     return lazy.loop
+
+
+def run_lanes(step: Callable[[LoopState], LoopState], lanes: LoopState,
+              quota: jax.Array | int) -> LoopState:
+    """Fits side by side (a leading lane axis on ``lanes``), all stepped by ``step`` until
+    at most ``quota`` of them still run."""
+    return repeat(step, lanes, lambda lanes: jnp.sum(running(lanes)) > quota)
 
 
 class _Lazy(NamedTuple):
@@ -199,10 +212,3 @@ def _evaluation_point(solver: Solver, state) -> jax.Array:
     solver.step(Objective(lambda z: record(z)[0], lambda z: record(z)[:2], record), state)
     (point,) = points
     return point
-
-
-def run_lanes(step: Callable[[LoopState], LoopState], lanes: LoopState,
-              quota: jax.Array | int) -> LoopState:
-    """Fits side by side (a leading lane axis on ``lanes``), all stepped by ``step`` until
-    at most ``quota`` of them still run."""
-    return repeat(step, lanes, lambda lanes: jnp.sum(running(lanes)) > quota)
