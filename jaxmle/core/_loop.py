@@ -151,26 +151,41 @@ def run(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int, g
     derivative program. (A batch's lanes start at once: under ``vmap`` the choice between
     starting and stepping would compute both on every pass.)
     """
-    options = dict(max_iter=max_iter, gtol=gtol)
+    options = dict(max_iter=max_iter, gtol=gtol, blocked=blocked)
     if not solver.one_evaluation:
-        return repeat(lambda loop: advance(solver, objective, loop, **options),
-                      start(solver, objective, z0, blocked=blocked, **options), running)
+        return repeat(lambda loop: advance(solver, objective, loop, max_iter=max_iter, gtol=gtol),
+                      start(solver, objective, z0, **options), running)
+    with_aux = lambda z: (*objective.value_grad_hessian(z), ())
+    return run_with_aux(solver, with_aux, z0, (), **options)[0]
+
+
+def run_with_aux(solver: Solver, value_grad_hessian_aux: Callable, z0: jax.Array, aux0, *,
+                 max_iter: int, gtol: float, blocked: jax.Array | int = RUNNING):
+    """``(loop state, aux)`` where a fit from ``z0`` stops (``run``, lazily): the objective
+    ``value_grad_hessian_aux(z) -> (loss, gradient, Hessian, aux)`` also returns a pytree
+    ``aux`` (shaped like ``aux0``), and ``aux`` is the one of the evaluation at the final
+    iterate. For a solver of ``one_evaluation``."""
+    options = dict(max_iter=max_iter, gtol=gtol)
 
     def one_pass(lazy: _Lazy) -> _Lazy:
         point = jax.lax.cond(lazy.started,
                              lambda: _evaluation_point(solver, lazy.loop.solver_state),
                              lambda: z0)
-        given = _given(objective.value_grad_hessian(point))
+        *derivatives, aux = value_grad_hessian_aux(point)
+        given = _given(tuple(derivatives))
         loop = jax.lax.cond(lazy.started,
                             lambda: advance(solver, given, lazy.loop, **options),
                             lambda: start(solver, given, z0, blocked=blocked, **options))
-        return _Lazy(loop, jnp.ones((), bool))
+        # The evaluation's aux belongs to the iterate when the iterate is its point.
+        kept = jnp.all(loop.solver_state.z == point)
+        aux = jax.tree_util.tree_map(lambda new, old: jnp.where(kept, new, old), aux, lazy.aux)
+        return _Lazy(loop, jnp.ones((), bool), aux)
 
     placeholder = start(solver, _given(_placeholder_derivatives(z0)), z0, blocked=blocked,
                         **options)
-    lazy = repeat(one_pass, _Lazy(placeholder, jnp.zeros((), bool)),
+    lazy = repeat(one_pass, _Lazy(placeholder, jnp.zeros((), bool), aux0),
                   lambda lazy: ~lazy.started | running(lazy.loop))
-    return lazy.loop
+    return lazy.loop, lazy.aux
 
 
 def run_lanes(step: Callable[[LoopState], LoopState], lanes: LoopState,
@@ -181,10 +196,12 @@ def run_lanes(step: Callable[[LoopState], LoopState], lanes: LoopState,
 
 
 class _Lazy(NamedTuple):
-    """A fit whose start is the first pass of its loop (``started`` False until then)."""
+    """A fit whose start is the first pass of its loop (``started`` False until then), and
+    the aux of the evaluation at its iterate (``run_with_aux``)."""
 
     loop: LoopState
     started: jax.Array
+    aux: Any
 
 
 def _placeholder_derivatives(z: jax.Array):

@@ -136,12 +136,15 @@ class InnerState(NamedTuple):
     lam: jax.Array
     n_iter: jax.Array
     done: jax.Array
+    start_ok: jax.Array  # the joint and its derivatives are finite at the start u0
 
 
 class Mode(NamedTuple):
-    """One group's inner solution: the mode, its status and iterations."""
+    """One group's inner solution at ``z``: the mode ``(q,)``, its conditional standard
+    deviations ``sqrt diag (-H)^-1`` ``(q,)``, inner status and iterations."""
 
     u: jax.Array
+    sd: jax.Array
     status: jax.Array
     n_iter: jax.Array
 
@@ -161,7 +164,7 @@ def _iterate(model: GroupModel, z, u0, data, mask) -> InnerState:
     f0, g0, h0 = vgh(u0)
     start_ok = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0)) & jnp.all(jnp.isfinite(h0))
     zero = jnp.zeros((), u0.dtype)
-    state = InnerState(u0, f0, g0, h0, zero, jnp.zeros((), jnp.int32), ~start_ok)
+    state = InnerState(u0, f0, g0, h0, zero, jnp.zeros((), jnp.int32), ~start_ok, start_ok)
 
     def running(s):
         return ~s.done & (s.n_iter < model.max_inner)
@@ -184,37 +187,38 @@ def _iterate(model: GroupModel, z, u0, data, mask) -> InnerState:
         # rounding (quadratic convergence), which the implicit derivatives assume.
         u = jnp.where(small, s.u + newton, pick(u_try, s.u))
         return InnerState(u, pick(f_try, s.f), pick(g_try, s.g), pick(h_try, s.h), lam,
-                          s.n_iter + 1, small | stalled)
+                          s.n_iter + 1, small | stalled, s.start_ok)
 
     return _loop.repeat(body, state, running)
 
 
-def solve_mode(model: GroupModel, z, u0, data, mask) -> Mode:
-    """The conditional mode of one group, its inner status and iterations; traceable."""
-    f0, _, _ = model.value_grad_hessian(z, u0, data, mask)
-    out = _iterate(model, z, u0, data, mask)
-    _, g, h = model.value_grad_hessian(z, out.u, data, mask)
-    _, definite = spd_inverse(-h)
+def _mode(model: GroupModel, inner: InnerState, g, h) -> Mode:
+    """The ``Mode`` of a finished inner solve, from the gradient ``(q,)`` and Hessian
+    ``(q, q)`` of the joint at its mode."""
+    inverse, definite = spd_inverse(-h)
     step = _shifted_step(h, g, 0.0)
-    small = jnp.all(jnp.abs(step) <= INNER_TOL * jnp.maximum(jnp.abs(out.u), 1.0))
-    status = jnp.where(~jnp.isfinite(f0), int(Status.NONFINITE_START),
+    small = jnp.all(jnp.abs(step) <= INNER_TOL * jnp.maximum(jnp.abs(inner.u), 1.0))
+    status = jnp.where(~inner.start_ok, int(Status.NONFINITE_START),
              jnp.where(~definite, int(Status.SINGULAR_HESSIAN),
              jnp.where(small, int(Status.CONVERGED),
-             jnp.where(out.n_iter >= model.max_inner, int(Status.MAX_ITER),
+             jnp.where(inner.n_iter >= model.max_inner, int(Status.MAX_ITER),
                        int(Status.STALLED)))))
-    return Mode(out.u, status.astype(jnp.int32), out.n_iter)
+    sd = jnp.where(definite, jnp.sqrt(jnp.abs(jnp.diag(inverse))), jnp.nan)
+    return Mode(inner.u, sd, status.astype(jnp.int32), inner.n_iter)
 
 
 def group_derivatives(model: GroupModel, z, u0, data, mask):
     """One group's Laplace log-likelihood ``f(u*) - 1/2 log det(-H) + q/2 log 2 pi``, its
-    gradient ``(k,)`` and Hessian ``(k, k)`` in ``z`` (module notes); traceable.
+    gradient ``(k,)`` and Hessian ``(k, k)`` in ``z`` (module notes), and its ``Mode`` at
+    ``z``; traceable.
 
     NaN when ``-H`` is not positive definite at the mode (no Laplace approximation exists):
     the outer solver then rejects the point, and the group's inner status says why.
     """
     q, k = u0.shape[0], z.shape[0]
     dtype = z.dtype
-    u = _iterate(model, z, u0, data, mask).u
+    inner = _iterate(model, z, u0, data, mask)
+    u = inner.u
     w0 = jnp.concatenate([u, z])
     at = lambda w: (w[q:], w[:q], data, mask)
     cross = jax.jacfwd(lambda w: jax.grad(model.joint, argnums=1)(*at(w)))(w0)  # (q, q + k)
@@ -232,7 +236,8 @@ def group_derivatives(model: GroupModel, z, u0, data, mask):
         first, value = jax.jacfwd(twice, has_aux=True)(jnp.zeros(k + q, dtype))
         return first, (value, first)
 
-    second, ((f, _, _), (f_d, _, h_d)) = jax.jacfwd(along, has_aux=True)(jnp.zeros(k, dtype))
+    second, ((f, g_mode, h_mode), (f_d, _, h_d)) = jax.jacfwd(along, has_aux=True)(
+        jnp.zeros(k, dtype))
     f_dt, g_dt, h_dt = second
     inverse = solve(jnp.eye(q, dtype=dtype))
     loglik = f - jnp.sum(jnp.log(jnp.diagonal(factor))) + 0.5 * q * math.log(2 * math.pi)
@@ -241,14 +246,5 @@ def group_derivatives(model: GroupModel, z, u0, data, mask):
     m = jnp.einsum("ij,jka->ika", inverse, h_d[:, :, :k])            # A^-1 D_a
     hessian = (f_dt[:k, :] + 0.5 * jnp.einsum("ij,jiab->ab", inverse, h_dt[:, :, :k, :])
                + 0.5 * jnp.einsum("ika,kib->ab", m, m) + jnp.einsum("i,iab->ab", score[k:], u2))
-    return loglik, score[:k], 0.5 * (hessian + hessian.T)
-
-
-def mode_summary(model: GroupModel, z, u0, data, mask):
-    """One group's mode, conditional standard deviations ``sqrt diag (-H)^-1``, inner status
-    and iterations at ``z`` (no derivatives)."""
-    mode = solve_mode(model, z, u0, data, mask)
-    _, _, h = model.value_grad_hessian(z, mode.u, data, mask)
-    inverse, ok = spd_inverse(-h)
-    sd = jnp.where(ok, jnp.sqrt(jnp.abs(jnp.diag(inverse))), jnp.nan)
-    return mode.u, sd, mode.status, mode.n_iter
+    return (loglik, score[:k], 0.5 * (hessian + hessian.T),
+            _mode(model, inner, g_mode, h_mode))

@@ -18,9 +18,9 @@ which bounds the memory of the derivative terms whatever the number of groups.
 **Outer problem.** The Laplace log-likelihood is maximised over the unconstrained
 parameters by jaxmle's trust-region Newton (``_newton``) under the shared loop driver
 (``_loop``), with its exact gradient and Hessian (implicit differentiation through the
-modes, written out in ``_laplace``), one compiled derivative program that the solver's
-start and its iterations share; the estimate is certified and the covariance computed from the exact
-Hessian (``_information``): observed-information standard errors.
+modes, written out in ``_laplace``): one derivative program, evaluated at one place in the
+loop, which also returns each group's mode. The estimate is certified and the covariance
+computed from the exact Hessian (``_information``): observed-information standard errors.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 
 from jaxmle.core import _information, _loop, _parameters, _precision, _xla
 from jaxmle.core._fit import Fit
-from jaxmle.core._objective import Likelihood, Objective
+from jaxmle.core._objective import Likelihood
 from jaxmle.core._status import RUNNING, Status
 from jaxmle.random_effects import _laplace
 from jaxmle.solvers._newton import Newton
@@ -82,46 +82,40 @@ def _chunked_groups(groups: int, chunk_size: int) -> int:
 
 def laplace_derivatives(spec: MixedSpec, z, u0, buckets):
     """The Laplace log-likelihood summed over every group of every bucket, its gradient
-    ``(k,)`` and Hessian ``(k, k)`` in ``z`` (``_laplace.group_derivatives``)."""
-    total = None
+    ``(k,)`` and Hessian ``(k, k)`` in ``z`` (``_laplace.group_derivatives``), and each
+    bucket's ``_laplace.Mode`` per group at ``z`` (a tuple over buckets)."""
+    total, modes = None, []
     for bucket, valid in buckets:
-        parts = _per_group(spec, z, u0, bucket, _laplace.group_derivatives)
+        *parts, mode = _per_group(spec, z, u0, bucket, _laplace.group_derivatives)
         # Padding groups (all rows masked, see ``_Grouping.buckets``) are dropped.
         summed = tuple(jnp.sum(jnp.where(valid.reshape(valid.shape + (1,) * (part.ndim - 1)),
                                          part, 0.0), axis=0) for part in parts)
         total = summed if total is None else tuple(map(jnp.add, total, summed))
-    return total
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _loss_derivatives(spec: MixedSpec, z, u0, buckets):
-    """Loss ``-loglik``, its gradient ``(k,)`` and Hessian ``(k, k)`` at ``z``.
-
-    Its own ``jit`` inside ``solve_mixed``: the solver's start and its step both evaluate
-    it, and the program is traced once for both."""
-    return tuple(-part for part in laplace_derivatives(spec, z, u0, buckets))
+        modes.append(mode)
+    return (*total, tuple(modes))
 
 
 def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
-    """The outer Newton fit and each group's mode at the estimate (traceable)."""
+    """The outer Newton fit and each group's mode at the estimate (traceable).
+
+    The derivative program is evaluated at one place in the compiled loop
+    (``_loop.run_with_aux``), and each group's mode at the estimate is the one found by
+    the evaluation there, not solved again."""
     space = spec.group.space
 
-    def value_grad_hessian(z):
-        return _loss_derivatives(spec, z, u0, buckets)
+    def loss_derivatives(z):
+        f, g, h, modes = laplace_derivatives(spec, z, u0, buckets)
+        return -f, -g, -h, modes
 
-    # Newton evaluates the loss with its derivatives in one pass; value and gradient are
-    # that pass's parts.
-    objective = Objective(lambda z: value_grad_hessian(z)[0],
-                          lambda z: value_grad_hessian(z)[:2], value_grad_hessian)
     solver = Newton()
-    loop = _loop.run(solver, objective, z0, max_iter=spec.max_iter, gtol=spec.gtol,
-                     blocked=blocked)
+    modes0 = jax.tree_util.tree_map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
+                                    jax.eval_shape(loss_derivatives, z0)[3])
+    loop, modes = _loop.run_with_aux(solver, loss_derivatives, z0, modes0,
+                                     max_iter=spec.max_iter, gtol=spec.gtol, blocked=blocked)
     z = loop.solver_state.z
-    stub = Likelihood(lambda v: -objective.value(v), lambda v: jnp.zeros((), v.dtype), None,
-                      None, None, None)
-    assessed = _information.assess(solver.derivatives(objective, loop.solver_state), stub,
+    stub = Likelihood(None, lambda v: jnp.zeros((), v.dtype), None, None, None, None)
+    assessed = _information.assess(solver.derivatives(None, loop.solver_state), stub,
                                    space, z, loop.status, cov_kind="observed", xtol=spec.xtol)
-    modes = tuple(_per_group(spec, z, u0, bucket, _laplace.mode_summary) for bucket, _ in buckets)
     return z, assessed, loop.n_iter, modes
 
 
