@@ -1,5 +1,7 @@
-"""The loop driver's budget by progress: patience, settled iterates, opting in."""
+"""The loop driver: its budget by progress (patience, settled iterates, opting in) and the
+lazy start of a one-evaluation solver."""
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -8,6 +10,9 @@ import pytest
 
 import jaxmle as jm
 from jaxmle.core import _loop
+from jaxmle.core._objective import Objective
+from jaxmle.core._status import RUNNING
+from jaxmle.solvers._newton import Newton
 
 
 class _Idle(NamedTuple):
@@ -46,3 +51,70 @@ def test_a_patient_solver_that_gains_nothing_stops_after_the_patience_window(set
 def test_a_solver_without_patience_runs_to_its_cap():
     assert _run(_IdleSolver(False, True), 2 * _loop.PATIENCE) == (jm.Status.MAX_ITER,
                                                                   2 * _loop.PATIENCE)
+
+
+class _EagerNewton(Newton):
+    """Newton started before its loop (``_loop.start``), as a solver without
+    ``one_evaluation`` is."""
+
+    one_evaluation = False
+
+
+def _objective(loss, calls=None):
+    def value_grad_hessian(z):
+        if calls is not None:
+            calls.append(z)
+        return loss(z), jax.grad(loss)(z), jax.hessian(loss)(z)
+    return Objective(loss, jax.value_and_grad(loss), value_grad_hessian)
+
+
+def _rosenbrock(z):
+    return 100 * (z[1] - z[0] ** 2) ** 2 + (1 - z[0]) ** 2
+
+
+def _log_squares(z):
+    return jnp.sum(jnp.log(z) ** 2)
+
+
+@functools.cache
+def _fit(solver_type, loss):
+    """Compiled once per solver and loss: the cap and the blocked status are traced."""
+    return jax.jit(lambda z, cap, blocked: _loop.run(solver_type(), _objective(loss), z,
+                                                     max_iter=cap, gtol=1e-10, blocked=blocked))
+
+
+@pytest.mark.parametrize("loss, z0, max_iter, blocked", [
+    (_rosenbrock, [-1.2, 1.0], 1000, RUNNING),        # many steps, rejections among them
+    (_rosenbrock, [1.0, 1.0], 1000, RUNNING),         # the start is the optimum
+    (_rosenbrock, [-1.2, 1.0], 3, RUNNING),           # stopped by the cap
+    (_rosenbrock, [-1.2, 1.0], 0, RUNNING),           # no iteration allowed
+    (_log_squares, [-1.0, 2.0], 100, RUNNING),        # non-finite start
+    (_rosenbrock, [-1.2, 1.0], 100, int(jm.Status.INVALID_DATA)),   # blocked
+])
+def test_the_lazy_start_gives_the_eager_start_s_fit(loss, z0, max_iter, blocked):
+    z0 = jnp.asarray(z0)
+    lazy = _fit(Newton, loss)(z0, max_iter, blocked)
+    eager = _fit(_EagerNewton, loss)(z0, max_iter, blocked)
+    assert int(lazy.status) == int(eager.status) and int(lazy.n_iter) == int(eager.n_iter)
+    assert jnp.array_equal(lazy.solver_state.z, eager.solver_state.z, equal_nan=True)
+
+
+def test_the_objective_is_traced_once_in_a_lazy_loop_and_twice_in_an_eager_one():
+    for solver, count in ((Newton(), 1), (_EagerNewton(), 2)):
+        calls = []
+        jax.make_jaxpr(lambda z: _loop.run(solver, _objective(_rosenbrock, calls), z,
+                                           max_iter=100, gtol=1e-10))(jnp.zeros(2))
+        assert len(calls) == count
+
+
+def test_the_aux_returned_is_the_one_of_the_final_iterate():
+    # aux = the point evaluated: it must equal the final iterate, also where the last
+    # evaluation was a rejected trial (a cap falling after one; Rosenbrock rejects some).
+    def with_aux(z):
+        return (*_objective(_rosenbrock).value_grad_hessian(z), {"at": z})
+
+    fit = jax.jit(lambda z, cap: _loop.run_with_aux(  # the cap traced: compiled once
+        Newton(), with_aux, z, {"at": jnp.zeros(2)}, max_iter=cap, gtol=1e-10))
+    for cap in range(1, 40):
+        loop, aux = fit(jnp.asarray([-1.2, 1.0]), cap)
+        assert jnp.array_equal(aux["at"], loop.solver_state.z), cap
