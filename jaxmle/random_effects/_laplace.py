@@ -158,36 +158,45 @@ def _shifted_step(h, g, lam):
 
 
 def _iterate(model: GroupModel, z, u0, data, mask) -> InnerState:
-    """The shifted Newton iterations of one group from ``u0`` (module notes); traceable."""
+    """The shifted Newton iterations of one group from ``u0`` (module notes); traceable.
+
+    The start is the loop's first pass (``n_iter`` -1 until then), so the joint's
+    derivatives are compiled once, not twice."""
     eps = jnp.finfo(u0.dtype).eps
     vgh = lambda u: model.value_grad_hessian(z, u, data, mask)
-    f0, g0, h0 = vgh(u0)
-    start_ok = jnp.isfinite(f0) & jnp.all(jnp.isfinite(g0)) & jnp.all(jnp.isfinite(h0))
+    q = u0.shape[0]
     zero = jnp.zeros((), u0.dtype)
-    state = InnerState(u0, f0, g0, h0, zero, jnp.zeros((), jnp.int32), ~start_ok, start_ok)
+    state = InnerState(u0, zero - jnp.inf, jnp.zeros_like(u0), -jnp.eye(q, dtype=u0.dtype),
+                       zero, jnp.full((), -1, jnp.int32), jnp.zeros((), bool),
+                       jnp.ones((), bool))
 
     def running(s):
         return ~s.done & (s.n_iter < model.max_inner)
 
     def body(s):
+        first = s.n_iter < 0
         newton = _shifted_step(s.h, s.g, 0.0)
         definite = jnp.all(jnp.isfinite(newton))
-        small = definite & jnp.all(jnp.abs(newton) <= INNER_TOL * jnp.maximum(jnp.abs(s.u), 1.0))
+        small = (~first & definite
+                 & jnp.all(jnp.abs(newton) <= INNER_TOL * jnp.maximum(jnp.abs(s.u), 1.0)))
         d = jnp.where(s.lam == 0, newton, _shifted_step(s.h, s.g, s.lam))
         d_ok = jnp.all(jnp.isfinite(d))
-        u_try = s.u + jnp.where(d_ok, d, 0.0)
+        u_try = jnp.where(first, s.u, s.u + jnp.where(d_ok, d, 0.0))
         f_try, g_try, h_try = vgh(u_try)
         finite = jnp.isfinite(f_try) & jnp.all(jnp.isfinite(g_try)) & jnp.all(jnp.isfinite(h_try))
-        accept = d_ok & finite & (f_try >= s.f - 64 * eps * (1.0 + jnp.abs(s.f))) & ~small
-        lam = jnp.where(accept, jnp.where(s.lam > 1e-6, 0.1 * s.lam, 0.0),
-                        jnp.where(s.lam == 0, LAM_START, 10.0 * s.lam))
+        ascent = f_try >= s.f - 64 * eps * (1.0 + jnp.abs(s.f))
+        accept = finite & (first | (d_ok & ascent & ~small))
+        lam = jnp.where(first, s.lam,
+                        jnp.where(accept, jnp.where(s.lam > 1e-6, 0.1 * s.lam, 0.0),
+                                  jnp.where(s.lam == 0, LAM_START, 10.0 * s.lam)))
         stalled = ~small & ~accept & (lam > LAM_MAX)
         pick = lambda new, old: jnp.where(accept, new, old)
         # At convergence the pure Newton step is taken as well: the mode is then exact to
         # rounding (quadratic convergence), which the implicit derivatives assume.
         u = jnp.where(small, s.u + newton, pick(u_try, s.u))
+        start_ok = jnp.where(first, finite, s.start_ok)
         return InnerState(u, pick(f_try, s.f), pick(g_try, s.g), pick(h_try, s.h), lam,
-                          s.n_iter + 1, small | stalled, s.start_ok)
+                          s.n_iter + 1, small | stalled | ~start_ok, start_ok)
 
     return _loop.repeat(body, state, running)
 
