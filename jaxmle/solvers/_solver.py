@@ -50,8 +50,8 @@ class Solver(Protocol):
             sizes (learning rates) do not depend on ``n`` (plain optax gradient methods).
         one_evaluation: ``init`` evaluates ``objective.value_grad_hessian`` once, at ``z``,
             ``step`` once, at a point computed from its state alone, and neither calls the
-            objective otherwise (Newton): the driver then evaluates the objective at one
-            place in the loop for the start and every step (``_loop.run``).
+            objective otherwise (Newton): the driver can then evaluate the objective at one
+            place in the loop for the start and every step (``_loop.run_with_aux``).
     """
 
     name: str

@@ -12,6 +12,7 @@ import jaxmle as jm
 from jaxmle.core import _loop
 from jaxmle.core._objective import Objective
 from jaxmle.core._status import RUNNING
+from jaxmle.solvers import _optax_solver
 from jaxmle.solvers._newton import Newton
 
 
@@ -53,13 +54,6 @@ def test_a_solver_without_patience_runs_to_its_cap():
                                                                   2 * _loop.PATIENCE)
 
 
-class _EagerNewton(Newton):
-    """Newton started before its loop (``_loop.start``), as a solver without
-    ``one_evaluation`` is."""
-
-    one_evaluation = False
-
-
 def _objective(loss, calls=None):
     def value_grad_hessian(z):
         if calls is not None:
@@ -76,11 +70,16 @@ def _log_squares(z):
     return jnp.sum(jnp.log(z) ** 2)
 
 
+def _lazy(solver, objective, z, **options):
+    with_aux = lambda z: (*objective.value_grad_hessian(z), ())
+    return _loop.run_with_aux(solver, with_aux, z, (), **options)[0]
+
+
 @functools.cache
-def _fit(solver_type, loss):
-    """Compiled once per solver and loss: the cap and the blocked status are traced."""
-    return jax.jit(lambda z, cap, blocked: _loop.run(solver_type(), _objective(loss), z,
-                                                     max_iter=cap, gtol=1e-10, blocked=blocked))
+def _fit(run, loss):
+    """Compiled once per loop and loss: the cap and the blocked status are traced."""
+    return jax.jit(lambda z, cap, blocked: run(Newton(), _objective(loss), z, max_iter=cap,
+                                               gtol=1e-10, blocked=blocked))
 
 
 @pytest.mark.parametrize("loss, z0, max_iter, blocked", [
@@ -93,18 +92,24 @@ def _fit(solver_type, loss):
 ])
 def test_the_lazy_start_gives_the_eager_start_s_fit(loss, z0, max_iter, blocked):
     z0 = jnp.asarray(z0)
-    lazy = _fit(Newton, loss)(z0, max_iter, blocked)
-    eager = _fit(_EagerNewton, loss)(z0, max_iter, blocked)
+    lazy = _fit(_lazy, loss)(z0, max_iter, blocked)
+    eager = _fit(_loop.run, loss)(z0, max_iter, blocked)
     assert int(lazy.status) == int(eager.status) and int(lazy.n_iter) == int(eager.n_iter)
     assert jnp.array_equal(lazy.solver_state.z, eager.solver_state.z, equal_nan=True)
 
 
 def test_the_objective_is_traced_once_in_a_lazy_loop_and_twice_in_an_eager_one():
-    for solver, count in ((Newton(), 1), (_EagerNewton(), 2)):
+    for run, count in ((_lazy, 1), (_loop.run, 2)):
         calls = []
-        jax.make_jaxpr(lambda z: _loop.run(solver, _objective(_rosenbrock, calls), z,
-                                           max_iter=100, gtol=1e-10))(jnp.zeros(2))
+        jax.make_jaxpr(lambda z: run(Newton(), _objective(_rosenbrock, calls), z,
+                                     max_iter=100, gtol=1e-10))(jnp.zeros(2))
         assert len(calls) == count
+
+
+def test_a_solver_that_evaluates_more_than_once_per_step_is_refused():
+    with pytest.raises(ValueError, match="more than once"):
+        _lazy(_optax_solver.from_method("bfgs"), _objective(_rosenbrock), jnp.zeros(2),
+              max_iter=10, gtol=1e-10)
 
 
 def test_the_aux_returned_is_the_one_of_the_final_iterate():
