@@ -220,8 +220,10 @@ def _given(derivatives) -> Objective:
 
 def _evaluation_point(solver: Solver, state) -> jax.Array:
     """The point where ``solver.step`` evaluates the objective from ``state``: recorded
-    from a step traced with placeholder derivatives, whose other results are unused (XLA
-    drops them, and merges the recorded computation with the real step's)."""
+    from a step traced with placeholder derivatives, whose other results are unused and
+    dropped. The step computes its proposal again when it runs (in another branch of
+    ``run_with_aux``'s pass): a second small eigendecomposition per pass, cheap next to the
+    objectives this serves."""
     points = []
 
     def record(z):
