@@ -24,9 +24,14 @@ least squares and Gaussian likelihoods with sigma free; RESULTS.md has the table
   when the ratio ``rho`` of actual to predicted decrease exceeds 0.75, kept above 0.25;
   after a rejection or a poorer step, the step times the minimiser of the quadratic
   through the loss, its slope along the step and the trial loss (Dennis & Schnabel 1983,
-  6.4.2), within [0.1, 0.5]. Measuring in the new scaling keeps the radius meaningful
-  when curvatures change by orders of magnitude between iterations. The first radius
-  admits the pure Newton step.
+  6.4.2), within [0.1, 0.5], of the shorter of the step and the radius (an extrapolated
+  step may be far longer than the radius; Moré-Garbow-Hillstrom Osborne 1 from 100x, NIST
+  MGH17, ended STALLED when a radius that had grown past the steps shrank too slowly). Measuring in the new scaling keeps the radius
+  meaningful when curvatures change by orders of magnitude between iterations. The first
+  radius admits the pure Newton step. A failed extrapolation (below) leaves the radius
+  as it was: it tested a multiple of Newton's step, not the quadratic model (Bard from
+  10x runs off to its infimum at infinity; shrinking there, the fit crawled for 750
+  iterations to a singular Hessian, where it now reports BOUNDARY after 37).
 * Extrapolation: when consecutive steps are multiples of Newton's, point the same way and
   the new Newton step is not much shorter than the last, convergence is only linear along
   that direction (a scale parameter in log coordinates far below its optimum moves 0.5 per
@@ -39,22 +44,31 @@ least squares and Gaussian likelihoods with sigma free; RESULTS.md has the table
   boundary direction (BOUNDARY became SINGULAR_HESSIAN).
 * Linear approach to a singular minimum: where consecutive Newton steps point the same way
   and shrink by a steady factor ``c`` in ``LINEAR_RATES`` (the loss grows like ``|u|^p``,
-  ``p > 2``, along the direction: ``c = (p - 2) / (p - 1)``, Griewank & Osborne 1983),
-  the next step is the sum of their geometric series, ``1 / (1 - c)`` times Newton's
-  (Aitken's extrapolation), accepted on sufficient decrease; where the loss is at least 1
-  the doubling above covers these rates. Moré-Garbow-Hillstrom Powell singular: CONVERGED at RSS 3e-15 with the parameters
-  1e-4 from the minimiser 0 after 22 iterations; the series step lands within 1e-13 of it.
-* Acceptance: ``rho >= 1e-4``; near the optimum, where the predicted decrease falls to the
-  rounding level of the loss (``64 eps |f|``: relative, so that a loss near 0 from a
-  perfect fit is not allowed to rise by orders of magnitude, from 2e-21 to 4e-18 on
-  Extended Powell singular), a step that does not raise the loss beyond that level and
-  lowers the gradient norm.
+  ``p > 2``, along the direction: ``c = (p - 2) / (p - 1)``, Griewank & Osborne 1983), the
+  next step is the sum of their geometric series, ``1 / (1 - c)`` times Newton's (Aitken's
+  extrapolation), accepted on sufficient decrease; where the loss is at least 1 the
+  doubling above covers these rates. Moré-Garbow-Hillstrom Powell singular: CONVERGED at
+  RSS 3e-15 with the parameters 1e-4 from the minimiser 0 after 22 iterations; the series
+  step lands within 1e-13 of it.
+* Acceptance: ``rho >= 1e-4``, and ``rho >= 0.25`` until a first step is accepted: at the
+  start nothing backs the quadratic model yet, and a long first step that lowers the loss
+  a little can land on a plateau where the model is flat (NIST Eckerle4 from its first
+  start: a Gaussian peak moved off the data, zero gradient, SINGULAR_HESSIAN after one
+  step; with the rule the first steps shrink and the fit converges). Near the optimum,
+  where the predicted decrease falls to the rounding level of the loss (``64 eps |f|``:
+  relative, so that a loss near 0 from a perfect fit is not allowed to rise by orders of
+  magnitude, from 2e-21 to 4e-18 on Extended Powell singular), a step that does not raise
+  the loss beyond that level and lowers the gradient norm.
 
 Stopping (besides the driver's relative-gradient test, which is absolute for a loss below
 1): the iterate is stationary when,
 at a positive definite Hessian, every coordinate of its Newton step ``-H^-1 g`` is within
-``decrement_tol`` standard errors (``sqrt(diag H^-1)``) or below the rounding resolution
-``4 eps |z_i|`` of the coordinate. When no step can reduce the loss any more (the radius
+``decrement_tol`` standard errors (``sqrt(diag H^-1)``, times ``sqrt(|f|)`` where the
+loss is below 1: near a perfect least-squares fit the loss ``RSS / 2`` falls towards 0 and
+the statistical standard errors with ``sqrt(RSS)``; NIST Lanczos2 otherwise stopped short
+of its certified parameters, and Moré-Garbow-Hillstrom Gaussian from 100x was CONVERGED
+at a singular Hessian) or below the rounding resolution ``4 eps |z_i|`` of the
+coordinate. When no step can reduce the loss any more (the radius
 has shrunk below rounding, or the driver's patience runs out), an iterate within
 ``settled_tol`` standard errors of its Newton point is converged as far as the arithmetic
 allows (NIST Lanczos1 with sigma free: residuals of 1e-13 on data of order 1 carry
@@ -256,8 +270,11 @@ class Newton:
         se = jnp.sqrt((vectors ** 2) @ (1.0 / positive)) / d
         # Along a linear approach the Newton step understates the distance to the minimum
         # (and the standard errors grow without bound): not stationary however short.
+        # Below a loss of 1 the standard errors are taken relative to the loss's square root
+        # (a least-squares loss RSS / 2 near a perfect fit: sigma falls like sqrt(RSS)).
+        resolution = se * jnp.sqrt(jnp.minimum(jnp.abs(state.f), 1.0))
         stationary = definite & ~linear & ~state.falling & jnp.all(
-            jnp.abs(newton_step) <= self.decrement_tol * se + 4 * eps * jnp.abs(state.z))
+            jnp.abs(newton_step) <= self.decrement_tol * resolution + 4 * eps * jnp.abs(state.z))
         direction_ok = jnp.all(jnp.isfinite(p))
         p = jnp.where(direction_ok, p, 0.0)
         length = jnp.where(direction_ok, jnp.linalg.norm(coef), radius)
@@ -276,8 +293,11 @@ class Newton:
         # accepted on sufficient decrease against the slope (Armijo).
         slope = state.g @ p
         armijo = actual >= -1e-4 * slope
+        # Until a first step is accepted (``last`` is still zero) nothing backs the model
+        # away from the start: a step must earn a good ratio.
+        first = jnp.all(state.last == 0)
         accept = direction_ok & trial_finite & (
-            jnp.where(chain, armijo, rho >= 1e-4) | at_noise_floor)
+            jnp.where(chain, armijo, rho >= jnp.where(first, 0.25, 1e-4)) | at_noise_floor)
         rho_c = jnp.where(at_noise_floor | (chain & accept), 1.0,
                           jnp.where(jnp.isfinite(rho) & trial_finite, rho, -1.0))
         # A poor step: the radius shrinks to the minimiser of the quadratic through f, its
@@ -293,11 +313,12 @@ class Newton:
         new_scale = self._scale(h_try, state.scale)
         new_d = self._root(new_scale)
         moved = jnp.linalg.norm(new_d * p)
+        # A failed extrapolation says nothing about the quadratic model: the radius stays.
         new_radius = jnp.where(
             accept,
             jnp.where(rho_c > 0.75, 2.0 * moved,
                       jnp.where(rho_c >= 0.25, moved, fraction * moved)),
-            fraction * length)
+            jnp.where(chain, radius, fraction * jnp.minimum(length, radius)))
         stalled = ~accept & (length <= 4 * eps * jnp.linalg.norm(state.z * d) + tiny)
         # No step can reduce the loss beyond its rounding any more (module notes).
         settled = definite & jnp.all(
