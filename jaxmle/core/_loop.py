@@ -25,7 +25,8 @@ more than ``sqrt(eps)`` relative, for ``PATIENCE`` iterations stops STALLED, or 
 when its solver reports the iterate ``settled`` (as near its optimum as rounding allows);
 otherwise it runs to ``max_iter``. A state may also report ``unfinished`` (Newton: a start
 with clearly negative curvature, or an iterate whose loss is still falling fast relative to
-itself): the gradient test does not stop there.
+itself): the gradient test does not stop there; and ``receding`` (Newton: iterates running
+off towards infinity): any stop there is BOUNDARY.
 """
 
 from __future__ import annotations
@@ -118,10 +119,14 @@ def advance(solver: Solver, objective: Objective, loop: LoopState, *, max_iter: 
     # gradient method's loss can creep below rounding for long stretches and still arrive.
     out_of_patience = (idle >= PATIENCE) & solver.patient
     converged = converged | (out_of_patience & jnp.asarray(getattr(new, "settled", False)))
+    # A stop on a path that recedes towards infinity is no optimum: the likelihood's
+    # supremum lies at the edge of the space, where the loss fell below its rounding.
+    receding = jnp.asarray(getattr(proposed, "receding", False))
     status = jnp.select(
-        [~running, nonfinite, converged, stop | out_of_patience, n_iter >= max_iter],
-        [loop.status, int(Status.NONFINITE), int(Status.CONVERGED), int(Status.STALLED),
-         int(Status.MAX_ITER)],
+        [~running, nonfinite, (converged | stop | out_of_patience) & receding, converged,
+         stop | out_of_patience, n_iter >= max_iter],
+        [loop.status, int(Status.NONFINITE), int(Status.BOUNDARY), int(Status.CONVERGED),
+         int(Status.STALLED), int(Status.MAX_ITER)],
         RUNNING)
     return LoopState(new, jnp.where(running, n_iter, loop.n_iter), status.astype(loop.status.dtype),
                      jnp.where(running, reference, loop.reference),

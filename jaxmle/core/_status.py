@@ -26,8 +26,10 @@ class Status(enum.IntEnum):
             identified); standard errors are NaN.
         BOUNDARY: the gradient vanished, but the exact Newton step from the estimate is not
             small: the likelihood keeps rising towards the edge of the parameter space or
-            infinity (p-hat -> 0 or 1, separation in logistic regression); standard
-            errors are NaN.
+            infinity (p-hat -> 0 or 1, separation in logistic regression), or the fit
+            stopped on a path receding towards infinity (Newton's steps keeping their
+            length along one direction, e.g. Student-t degrees of freedom growing without
+            end) where the loss had become flat to rounding; standard errors are NaN.
         INVALID_DATA: the data contain NaN (batch fits; a single fit raises instead).
         TOO_FEW_OBSERVATIONS: fewer (weighted) observations than free parameters.
         NONFINITE_START: the log-likelihood or its gradient is not finite at the start.

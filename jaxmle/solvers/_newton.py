@@ -90,6 +90,16 @@ the gradient test at RSS 1e-18 where the minimum is 1e-25, short of the certifie
 parameters; the quadratic convergence there costs one or two more iterations. A statistical fit, whose
 loss falls by a tiny fraction of itself near its optimum, is unaffected.
 
+Receding towards infinity: where consecutive Newton steps continue one direction and keep
+their length, the loss approaches its supremum at infinity (``c exp(-u)`` in a log
+coordinate ``u``: Newton's step stays 1); a Student-t fit to Normal-looking data runs its
+degrees of freedom up so, until the loss is flat to rounding near ``df = 1e7`` and a
+rounding-noise gradient passed every test (CONVERGED at an arbitrary ``df``). The iterate
+is ``receding`` from the first such step until a Newton step that continues the last
+shrinks (by ``LINEAR_RATES[1]``) or is negligible (the decrement test); a reversed step
+does not end it, because noise reverses it. A fit that stops while receding, by any test,
+is BOUNDARY (separation in a logistic regression stops so too).
+
 References:
     Nocedal & Wright, *Numerical Optimization* (2006), ch. 4 (trust regions; ratio eq. 4.4;
     the exact subproblem, 4.3);
@@ -136,6 +146,8 @@ class NewtonState(NamedTuple):
     falling: jax.Array     # z was reached by a step that cut the loss by more than half,
                            # or on a linear approach, and no step from z has failed yet
     settled: jax.Array     # z is within settled_tol standard errors of its Newton point
+    receding: jax.Array    # z was reached by Newton steps that kept their length along one
+                           # direction, and no Newton step has shrunk since (module notes)
 
     @property
     def unfinished(self):
@@ -198,7 +210,7 @@ class Newton:
         false = jnp.zeros((), bool)
         return NewtonState(z, f, g, h, radius, jnp.abs(jnp.diag(h)), last=jnp.zeros_like(z),
                            multiplier=zero, cooldown=zero, saddle=self._saddle(h),
-                           falling=false, settled=false)
+                           falling=false, settled=false, receding=false)
 
     @staticmethod
     def _saddle(h):
@@ -275,6 +287,11 @@ class Newton:
         resolution = se * jnp.sqrt(jnp.minimum(jnp.abs(state.f), 1.0))
         stationary = definite & ~linear & ~state.falling & jnp.all(
             jnp.abs(newton_step) <= self.decrement_tol * resolution + 4 * eps * jnp.abs(state.z))
+        # Receding: Newton steps that keep their length along one direction, a loss that
+        # approaches its supremum at infinity (module notes). Only a Newton step that
+        # continues the last and shrinks, or a negligible one, ends it; a reversed step
+        # does not (rounding noise reverses the step where the loss has gone flat).
+        receding = ~stationary & jnp.where(continues, rate > LINEAR_RATES[1], state.receding)
         direction_ok = jnp.all(jnp.isfinite(p))
         p = jnp.where(direction_ok, p, 0.0)
         length = jnp.where(direction_ok, jnp.linalg.norm(coef), radius)
@@ -335,5 +352,6 @@ class Newton:
             cooldown=jnp.where(chain & ~accept, COOLDOWN, jnp.maximum(state.cooldown - 1, 0.0)),
             saddle=~accept & state.saddle,
             falling=accept & shrinking & (linear | (actual > 0.5 * jnp.abs(state.f))),
-            settled=~accept & settled)
+            settled=~accept & settled,
+            receding=receding)
         return new_state, stalled | stationary, stationary

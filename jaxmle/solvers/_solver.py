@@ -28,8 +28,9 @@ class SolverState(Protocol):
 
     Optional fields the driver reads: ``unfinished`` (bool: ``z`` is known to be no
     optimum whatever its gradient, e.g. clearly negative curvature or a loss still falling
-    fast) and ``settled`` (bool: ``z`` is as near its optimum as the rounding of the loss
-    allows).
+    fast), ``settled`` (bool: ``z`` is as near its optimum as the rounding of the loss
+    allows) and ``receding`` (bool: the iterates run off towards infinity; a stop there
+    is BOUNDARY).
     """
 
     z: jax.Array

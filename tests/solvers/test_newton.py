@@ -96,3 +96,38 @@ def test_a_tiny_sigma_far_below_the_start_is_reached():
     assert fit.converged, fit.summary()
     np.testing.assert_allclose(fit.params["mu"], x.mean(), rtol=1e-9, atol=1e-22)
     np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
+
+
+def _boundary_or_finite(fits, key, limit_loglik):
+    """Every fit is CONVERGED at a finite ``key`` with a standard error, or BOUNDARY with
+    ``key`` run off past 1e6 and the log-likelihood of the limiting model (the supremum)."""
+    value, status = fits.params[key], fits.status
+    boundary = status == int(jm.Status.BOUNDARY)
+    assert set(np.unique(status)) <= {int(jm.Status.CONVERGED), int(jm.Status.BOUNDARY)}
+    assert np.all(value[~boundary] < 1e4) and np.all(np.isfinite(fits.se[key][~boundary]))
+    assert np.all(value[boundary] > 1e6)
+    # The supremum, to the stopping test: a relative gradient of 1e-10 along log(key), where
+    # the gradient is the remaining gain (the loss approaches it like c exp(-log(key))).
+    np.testing.assert_allclose(fits.loglik[boundary], limit_loglik[boundary], rtol=1e-10)
+    assert np.all(fits.loglik[~boundary] > limit_loglik[~boundary])
+    return boundary
+
+
+def test_a_supremum_at_infinity_is_a_boundary_not_an_optimum():
+    # Student-t fits to Normal samples: where a sample's tails are light, the likelihood
+    # rises towards the Normal's as df -> infinity (Newton's steps in log df keep length 1)
+    # until the loss is flat to rounding. Such a fit must not be CONVERGED at an arbitrary
+    # df. Likewise a negative binomial fitted to Poisson counts, as size -> infinity.
+    X = np.random.default_rng(5).normal(size=(24, 100))
+    normal = np.sum(stats.norm.logpdf(X, X.mean(1, keepdims=True), X.std(1, keepdims=True)), 1)
+    boundary = _boundary_or_finite(jm.fit_batch(jm.models.student_t, None, X), "df", normal)
+    # Light tails (negative sample excess kurtosis) are the ones with no finite optimum here.
+    kurtosis = np.mean((X - X.mean(1, keepdims=True)) ** 4, 1) / X.var(1) ** 2 - 3.0
+    np.testing.assert_array_equal(boundary, kurtosis < 0)
+
+    K = np.random.default_rng(6).poisson(4.0, size=(24, 100)).astype(float)
+    poisson = np.sum(stats.poisson.logpmf(K, K.mean(1, keepdims=True)), 1)
+    boundary = _boundary_or_finite(jm.fit_batch(jm.models.negative_binomial, None, K), "size",
+                                   poisson)
+    # Counts without overdispersion (sample variance at most the mean) have no finite size.
+    np.testing.assert_array_equal(boundary, K.var(1) <= K.mean(1))
