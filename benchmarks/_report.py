@@ -11,6 +11,7 @@ import os
 import pathlib
 import platform
 import sys
+from importlib import metadata
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
 
@@ -24,8 +25,8 @@ def machine(*packages: str) -> str:
     versions = f"jax {jax.__version__}, numpy {np.__version__}"
     for name in packages:
         try:
-            versions += f", {name} {__import__(name).__version__}"
-        except ImportError:
+            versions += f", {name} {metadata.version(name)}"
+        except metadata.PackageNotFoundError:
             pass
     return f"{platform.machine()}, {os.cpu_count()} cores, {versions}"
 

@@ -86,7 +86,7 @@ class ParameterSpace:
         batch = flat.shape[:-1]
         for shape in self.shapes:
             size = math.prod(shape)
-            leaves.append(flat[..., start:start + size].reshape(*batch, *shape))
+            leaves.append(flat[..., start:start + size].reshape(tuple(batch) + tuple(shape)))
             start += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 

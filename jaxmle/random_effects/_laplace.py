@@ -78,11 +78,12 @@ class RandomLayout:
     def q(self) -> int:
         return sum(math.prod(shape) for shape in self.shapes)
 
-    def unflatten(self, u: jax.Array):
-        leaves, start = [], 0
+    def unflatten(self, u):
+        """Flat ``(..., q)`` (jax or numpy) -> the pytree; leading axes are kept."""
+        leaves, start, batch = [], 0, u.shape[:-1]
         for shape in self.shapes:
             size = math.prod(shape)
-            leaves.append(u[start:start + size].reshape(shape))
+            leaves.append(u[..., start:start + size].reshape(tuple(batch) + tuple(shape)))
             start += size
         return jax.tree_util.tree_unflatten(self.treedef, leaves)
 

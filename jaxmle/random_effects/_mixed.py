@@ -15,6 +15,10 @@ to the power-of-two buckets of ``fit_groups`` (``_groups.bucket_lengths``). Each
 one ``vmap`` over its groups, evaluated ``chunk_size`` groups at a time (``lax.map``),
 which bounds the memory of the derivative terms whatever the number of groups.
 
+**Closed form.** ``jm.mixed.gaussian`` with ``jm.mixed.gaussian_random(q)`` takes the
+exact Gaussian marginal of each group (``_gaussian``) in place of the inner Newton and the
+Laplace terms; everything else is shared.
+
 **Outer problem.** The Laplace log-likelihood is maximised over the unconstrained
 parameters by jaxmle's trust-region Newton (``_newton``) under the shared loop driver
 (``_loop``), with its exact gradient and Hessian (implicit differentiation through the
@@ -37,7 +41,7 @@ from jaxmle.core import _information, _loop, _parameters, _precision, _xla
 from jaxmle.core._fit import Fit
 from jaxmle.core._objective import Likelihood
 from jaxmle.core._status import RUNNING, Status
-from jaxmle.random_effects import _laplace
+from jaxmle.random_effects import _gaussian, _laplace
 from jaxmle.solvers._newton import Newton
 from jaxmle.tabular import _groups
 
@@ -54,6 +58,7 @@ class MixedSpec:
     gtol: float
     xtol: float
     chunk_size: int
+    exact: bool = False  # the linear-Gaussian group in closed form (``_gaussian``)
 
 
 def _per_group(spec: MixedSpec, z, u0, bucket, function):
@@ -85,8 +90,9 @@ def laplace_derivatives(spec: MixedSpec, z, u0, buckets):
     ``(k,)`` and Hessian ``(k, k)`` in ``z`` (``_laplace.group_derivatives``), and each
     bucket's ``_laplace.Mode`` per group at ``z`` (a tuple over buckets)."""
     total, modes = None, []
+    group_derivatives = _gaussian.group_derivatives if spec.exact else _laplace.group_derivatives
     for bucket, valid in buckets:
-        *parts, mode = _per_group(spec, z, u0, bucket, _laplace.group_derivatives)
+        *parts, mode = _per_group(spec, z, u0, bucket, group_derivatives)
         # Padding groups (all rows masked, see ``_Grouping.buckets``) are dropped.
         summed = tuple(jnp.sum(jnp.where(valid.reshape(valid.shape + (1,) * (part.ndim - 1)),
                                          part, 0.0), axis=0) for part in parts)
@@ -95,28 +101,38 @@ def laplace_derivatives(spec: MixedSpec, z, u0, buckets):
     return (*total, tuple(modes))
 
 
-def solve_mixed(spec: MixedSpec, z0, u0, buckets, blocked):
-    """The outer Newton fit and each group's mode at the estimate (traceable).
+def solve_mixed(spec: MixedSpec, init, u0, buckets, blocked):
+    """The outer Newton fit from ``init`` (user's coordinates) and each group's mode at
+    the estimate (traceable): ``(params, assessment, n_iter, modes)``.
 
     The derivative program is evaluated at one place in the compiled loop
     (``_loop.run_with_aux``), and each group's mode at the estimate is the one found by
-    the evaluation there, not solved again."""
+    the evaluation there, not solved again. The maps between the user's coordinates and
+    ``z`` run here too: outside, each would be eager operations compiled one by one on a
+    first call."""
     space = spec.group.space
+    z0 = space.to_unconstrained(init)
+    if spec.exact:  # each group's data enters the closed form through its cross products
+        buckets = tuple((jax.vmap(_gaussian.statistics)(*bucket), valid)
+                        for bucket, valid in buckets)
 
     def loss_derivatives(z):
         f, g, h, modes = laplace_derivatives(spec, z, u0, buckets)
         return -f, -g, -h, modes
 
     solver = Newton()
-    modes0 = jax.tree_util.tree_map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
-                                    jax.eval_shape(loss_derivatives, z0)[3])
+    modes0 = tuple(_laplace.Mode(jnp.zeros((mask.shape[0], u0.shape[0]), z0.dtype),
+                                 jnp.zeros((mask.shape[0], u0.shape[0]), z0.dtype),
+                                 jnp.zeros(mask.shape[0], jnp.int32),
+                                 jnp.zeros(mask.shape[0], jnp.int32))
+                   for (_, mask), _ in buckets)
     loop, modes = _loop.run_with_aux(solver, loss_derivatives, z0, modes0,
                                      max_iter=spec.max_iter, gtol=spec.gtol, blocked=blocked)
     z = loop.solver_state.z
     stub = Likelihood(None, lambda v: jnp.zeros((), v.dtype), None, None, None, None)
     assessed = _information.assess(solver.derivatives(None, loop.solver_state), stub,
                                    space, z, loop.status, cov_kind="observed", xtol=spec.xtol)
-    return z, assessed, loop.n_iter, modes
+    return space.to_constrained(z), assessed, loop.n_iter, modes
 
 
 @functools.cache
@@ -132,7 +148,8 @@ class MixedFit(Fit):
 
     The ``Fit`` fields describe the parameters (``params``, ``se``, ``cov`` from the exact
     Hessian of the Laplace log-likelihood, ``loglik`` the Laplace log-likelihood, ``status``
-    of the outer fit; ``n_obs`` counts the rows used; ``model`` is None: the tools that
+    of the outer fit; ``method`` "newton (Laplace)", or "newton (exact marginal)" for the
+    linear-Gaussian pieces fitted in closed form (``_gaussian``); ``n_obs`` counts the rows used; ``model`` is None: the tools that
     refit a ``Fit``'s model do not apply).
 
     Attributes:
@@ -342,6 +359,9 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
     ``sum_g [f_g(u_g*) - 1/2 log det(-H_g) + q/2 log 2 pi]``, and maximised over the
     parameters by Newton's method with exact derivatives (implicit differentiation through
     the modes; see ``jaxmle.random_effects._laplace`` and ``jaxmle.random_effects._mixed``).
+    With ``jm.mixed.gaussian`` and ``jm.mixed.gaussian_random(q)`` the marginal is Gaussian
+    and is evaluated in closed form, without inner Newton (``_gaussian``): the same
+    likelihood, a much smaller compiled program.
 
     Args:
         log_density: ``log_density(params, u, data) -> (n_g,)``: the per-observation terms of
@@ -412,25 +432,22 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
                  abstract(data_one), mask_first.shape[1])
 
     model = _laplace.GroupModel(log_density, log_random, space, layout, int(max_inner))
-    spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size))
+    spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size), _gaussian.applies(model))
     n_obs = float(grouping.kept.sum())
     blocked = np.int32(RUNNING if n_obs >= space.n_free else Status.TOO_FEW_OBSERVATIONS)
-    z0 = np.asarray(space.to_unconstrained(init_values), dtype=dtype)
-    z, assessed, n_iter, modes = jax.device_get(_solve_compiled()(
-        spec, z0, u0, tuple(bucket for _, bucket in buckets), blocked))
+    params, assessed, n_iter, modes = jax.device_get(_solve_compiled()(
+        spec, init_values, u0, tuple(bucket for _, bucket in buckets), blocked))
 
     order = np.argsort(np.concatenate([members for members, _ in buckets]))
     in_labels = lambda part: np.concatenate(part)[order]
     sizes = [members.size for members, _ in buckets]
     u, sd, status, _ = (in_labels([mode[i][:size] for mode, size in zip(modes, sizes)])
                         for i in range(4))
-    unflatten = lambda flat: jax.vmap(layout.unflatten)(jnp.asarray(flat))
-    params = jax.device_get(space.to_constrained(jnp.asarray(z)))
     return MixedFit(
-        params=params, se=jax.device_get(space.unflatten(jnp.sqrt(jnp.diag(jnp.asarray(assessed.cov))))),
+        params=params, se=space.unflatten(np.sqrt(np.diag(assessed.cov))),
         cov=assessed.cov, loglik=assessed.loglik, status=assessed.status, n_iter=n_iter,
         grad_norm=assessed.grad_norm, n_obs=np.asarray(n_obs, dtype), n_params=space.n_free,
-        names=space.names, method="newton (Laplace)", cov_kind="observed", model=None,
-        labels=grouping.labels, random=jax.device_get(unflatten(u)),
-        random_se=jax.device_get(unflatten(sd)), random_status=status,
+        names=space.names, method="newton (exact marginal)" if spec.exact else "newton (Laplace)", cov_kind="observed", model=None,
+        labels=grouping.labels, random=layout.unflatten(u),
+        random_se=layout.unflatten(sd), random_status=status,
         n_rows=grouping.n_rows, n_excluded=grouping.n_rows - grouping.kept)

@@ -102,6 +102,27 @@ def test_linear_gaussian_is_the_dense_marginal_likelihood(lmm):
 
 
 @pytest.mark.heavy
+def test_the_closed_form_gaussian_path_is_the_laplace_path(lmm):
+    # jm.mixed.gaussian with gaussian_random(q) is fitted by its closed-form marginal
+    # (random_effects._gaussian); any other log_density by inner Newton and the Laplace
+    # terms. A wrapper of the same density takes the second path: both are the exact
+    # likelihood, so they agree to rounding and to the outer stopping test.
+    fit, (X, Z, y, labels) = lmm
+    wrapped = lambda params, u, data: jm.mixed.gaussian(params, u, data)
+    laplace = jm.fit_mixed(wrapped, jm.mixed.gaussian_random(2), dict(fit.params), (X, Z, y),
+                           labels, random=np.zeros(2), constraints=LMM_CONSTRAINTS)
+    assert fit.method == "newton (exact marginal)" and laplace.method == "newton (Laplace)"
+    assert laplace.converged and laplace.n_iter <= 3  # started at the optimum
+    np.testing.assert_allclose(laplace.loglik, fit.loglik, rtol=EXACT_RTOL)
+    for name in ("beta", "sigma", "L"):
+        np.testing.assert_allclose(laplace.params[name], fit.params[name], rtol=1e-8, atol=1e-12)
+        np.testing.assert_allclose(laplace.se[name], fit.se[name], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(laplace.random, fit.random, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(laplace.random_se, fit.random_se, rtol=1e-9)
+    np.testing.assert_array_equal(laplace.random_status, fit.random_status)
+
+
+@pytest.mark.heavy
 def test_rows_labels_and_small_groups(lmm):
     fit, (X, Z, y, labels) = lmm
     assert fit.labels.tolist() == sorted(set(labels.tolist()))
