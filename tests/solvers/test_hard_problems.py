@@ -29,6 +29,8 @@ CASES = [
     ("Osborne 1", "10x", "gauss"),
     ("Rosenbrock", "100x", "ls"),
     ("Osborne 1", "100x", "ls"),       # was STALLED after 89 iterations (NIST MGH17 alike)
+    ("Osborne 1", "100x", "gauss"),    # crawls along the merged-exponential valley: ~1,200
+    ("Meyer", "10x", "ls"),            # ~1,600 iterations; both were MAX_ITER at a cap of 1,000
 ]
 
 
