@@ -48,7 +48,8 @@ def _cholesky(a, q: int):
         diagonal = a[j, j] - sum(factor[j][m] ** 2 for m in range(j))
         factor[j][j] = jnp.sqrt(diagonal)
         for i in range(j + 1, q):
-            factor[i][j] = (a[i, j] - sum(factor[i][m] * factor[j][m] for m in range(j))) / factor[j][j]
+            inner = sum(factor[i][m] * factor[j][m] for m in range(j))
+            factor[i][j] = (a[i, j] - inner) / factor[j][j]
     return factor
 
 

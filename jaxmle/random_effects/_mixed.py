@@ -149,8 +149,8 @@ class MixedFit(Fit):
     The ``Fit`` fields describe the parameters (``params``, ``se``, ``cov`` from the exact
     Hessian of the Laplace log-likelihood, ``loglik`` the Laplace log-likelihood, ``status``
     of the outer fit; ``method`` "newton (Laplace)", or "newton (exact marginal)" for the
-    linear-Gaussian pieces fitted in closed form (``_gaussian``); ``n_obs`` counts the rows used; ``model`` is None: the tools that
-    refit a ``Fit``'s model do not apply).
+    linear-Gaussian pieces fitted in closed form (``_gaussian``); ``n_obs`` counts the rows
+    used; ``model`` is None: the tools that refit a ``Fit``'s model do not apply).
 
     Attributes:
         labels: ``(G,)`` the distinct group labels, sorted.
@@ -361,7 +361,7 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
     the modes; see ``jaxmle.random_effects._laplace`` and ``jaxmle.random_effects._mixed``).
     With ``jm.mixed.gaussian`` and ``jm.mixed.gaussian_random(q)`` the marginal is Gaussian
     and is evaluated in closed form, without inner Newton (``_gaussian``): the same
-    likelihood, a much smaller compiled program.
+    likelihood, a smaller compiled program.
 
     Args:
         log_density: ``log_density(params, u, data) -> (n_g,)``: the per-observation terms of

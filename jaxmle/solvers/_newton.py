@@ -26,12 +26,13 @@ least squares and Gaussian likelihoods with sigma free; RESULTS.md has the table
   through the loss, its slope along the step and the trial loss (Dennis & Schnabel 1983,
   6.4.2), within [0.1, 0.5], of the shorter of the step and the radius (an extrapolated
   step may be far longer than the radius; Moré-Garbow-Hillstrom Osborne 1 from 100x, NIST
-  MGH17, ended STALLED when a radius that had grown past the steps shrank too slowly). Measuring in the new scaling keeps the radius
-  meaningful when curvatures change by orders of magnitude between iterations. The first
-  radius admits the pure Newton step. A failed extrapolation (below) leaves the radius
-  as it was: it tested a multiple of Newton's step, not the quadratic model (Bard from
-  10x runs off to its infimum at infinity; shrinking there, the fit crawled for 750
-  iterations to a singular Hessian, where it now reports BOUNDARY after 37).
+  MGH17, ended STALLED when a radius that had grown past the steps shrank too slowly).
+  Measuring in the new scaling keeps the radius meaningful when curvatures change by
+  orders of magnitude between iterations. The first radius admits the pure Newton step.
+  A failed extrapolation (below) leaves the radius as it was: it tested a multiple of
+  Newton's step, not the quadratic model (Bard from 10x runs off to its infimum at
+  infinity; shrinking there, the fit crawled for 750 iterations to a singular Hessian;
+  keeping it, the fit reports BOUNDARY after 37).
 * Extrapolation: when consecutive steps are multiples of Newton's, point the same way and
   the new Newton step is not much shorter than the last, convergence is only linear along
   that direction (a scale parameter in log coordinates far below its optimum moves 0.5 per
