@@ -28,6 +28,11 @@ METHODS = ("newton", "bfgs", "lbfgs")
 # in benchmarks/hard_problems.py (Meyer from 100x its start; Osborne 1 from 100x with sigma
 # free: 1,196), each of them cut short by a cap of 1,000.
 DEFAULT_MAX_ITER = {"newton": 10_000, "bfgs": 500, "lbfgs": 500}
+# In a batch, a dataset that crawls holds its chunk's lanes until it stops (``_batch``), and
+# some crawls never arrive: of 8,000 two-component mixture fits from perturbed starts
+# (benchmarks/inference.py), 13 crawl towards a component collapsing onto one point, and
+# with a cap of 10,000 the batch took 69 s against about 11 s. Batches keep 1,000.
+DEFAULT_MAX_ITER_BATCH = {**DEFAULT_MAX_ITER, "newton": 1_000}
 DEFAULT_MAX_ITER_OPTAX = 10_000
 DEFAULT_GTOL = {"float64": 1e-10, "float32": 1e-5}
 DEFAULT_XTOL = 1e-4
@@ -102,7 +107,8 @@ def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights,
     elif clusters is not None:
         raise ValueError(f'clusters= is only used with cov="cluster", got cov="{cov}"')
     if max_iter is None:
-        max_iter = DEFAULT_MAX_ITER.get(solver.name, DEFAULT_MAX_ITER_OPTAX)
+        max_iter = (DEFAULT_MAX_ITER_BATCH if batched else DEFAULT_MAX_ITER).get(
+            solver.name, DEFAULT_MAX_ITER_OPTAX)
     if int(max_iter) < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter}")
     gtol = DEFAULT_GTOL[precision] if gtol is None else float(gtol)
@@ -173,8 +179,9 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
             A^-1`` over the summed scores ``s_g`` of each cluster; needs ``clusters``).
         weights: optional per-observation weights ``(n,)`` >= 0 (frequency convention:
             ``n_obs`` is their sum); needs the per-observation form.
-        max_iter: iteration cap (default 10,000 Newton, 500 BFGS/L-BFGS, 10,000 optax); a
-            fit whose loss stops falling ends earlier (``Status.STALLED``, see ``_loop``).
+        max_iter: iteration cap (default 10,000 Newton, 1,000 in a batch, 500 BFGS/L-BFGS,
+            10,000 optax); a fit whose loss stops falling ends earlier
+            (``Status.STALLED``, see ``_loop``).
         gtol: stopping tolerance on the relative gradient (default 1e-10 in float64,
             1e-5 in float32); see ``jaxmle.core._loop``.
         precision: ``"float64"`` (default) or ``"float32"`` for throughput. The global
@@ -226,7 +233,8 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
             observations drop out; each dataset needs 2 clusters among its active rows).
         chunk_size: datasets vectorised together (default: chosen so that a chunk's data
             and derivative terms stay in cache, at most 256). A dataset that needs
-            many iterations holds up one slot of a chunk, not the batch (``_batch``).
+            many iterations holds up one slot of a chunk, not the batch (``_batch``);
+            Newton's default ``max_iter`` is 1,000 here, against 10,000 in ``fit``.
 
     Returns:
         One ``Fit`` whose array fields have a leading axis ``B``. A dataset that fails

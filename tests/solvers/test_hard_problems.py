@@ -102,3 +102,14 @@ def test_a_fit_that_misses_the_minimum_says_why(name, start, variant, status, mo
     assert not HARD.solved(case, outcome, case.f_min)
     assert outcome.label == status, outcome
     assert outcome.iterations <= most
+
+
+def test_a_batch_keeps_the_shorter_cap():
+    # A single fit may crawl for 10,000 iterations; in a batch a crawling dataset holds its
+    # chunk's lanes, so fit_batch keeps Newton's cap at 1,000 (Meyer from 10x needs 1,629).
+    case = _case("Meyer", "10x")
+    single = HARD.run_jaxmle(case, "ls", "newton", repeat=False)
+    assert single.label == "CONVERGED" and single.iterations > 1000
+    batch = jm.fit_batch(HARD._log_density(case, "ls"), {"x": case.x0},
+                         np.zeros((1, case.m)))
+    assert batch.status[0] == jm.Status.MAX_ITER and batch.n_iter[0] == 1000
