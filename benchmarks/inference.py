@@ -62,9 +62,10 @@ def multistart_rows(datasets: int):
     status = np.asarray(ms.fits.status)
     starts = (f"the 8 starts' mean Newton iterations {np.mean(ms.fits.n_iter):.0f} against "
               f"{np.mean(fits.n_iter):.0f} from the data-driven start; "
-              f"{np.mean(status == int(jm.Status.MAX_ITER)):.0%} of them stop at the "
-              f"iteration cap, {np.mean(status == int(jm.Status.SINGULAR_HESSIAN)):.0%} at a "
-              "singular Hessian (a component collapsing onto one point)")
+              f"{np.sum(status == int(jm.Status.MAX_ITER)):,} of the {status.size:,} fits "
+              "stop at the iteration cap, "
+              f"{np.mean(status == int(jm.Status.SINGULAR_HESSIAN)):.0%} at a singular "
+              "Hessian (a component collapsing onto one point)")
     return [("fit_batch (mixture, 1 start)", datasets, fit_first, fit_steady,
              f"{fits.converged.mean():.2%} converged"),
             ("multistart, 8 starts", datasets, ms_first, ms_steady,
