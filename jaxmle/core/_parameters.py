@@ -82,13 +82,18 @@ class ParameterSpace:
 
     def unflatten(self, flat: jax.Array):
         """Constrained flat vector (last axis ``n_flat``) -> pytree; leading axes are kept."""
-        leaves, start = [], 0
-        batch = flat.shape[:-1]
-        for shape in self.shapes:
-            size = math.prod(shape)
-            leaves.append(flat[..., start:start + size].reshape(tuple(batch) + tuple(shape)))
-            start += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return unflatten_last_axis(flat, self.shapes, self.treedef)
+
+
+def unflatten_last_axis(flat, shapes, treedef):
+    """The last axis of ``flat`` (jax or numpy) cut into leaves of ``shapes`` and assembled
+    as ``treedef``; leading axes are kept on every leaf."""
+    leaves, start, batch = [], 0, tuple(flat.shape[:-1])
+    for shape in shapes:
+        size = math.prod(shape)
+        leaves.append(flat[..., start:start + size].reshape(batch + tuple(shape)))
+        start += size
+    return jax.tree_util.tree_unflatten(treedef, leaves)
 
 
 def _constraint_tree(init, constraints) -> list:

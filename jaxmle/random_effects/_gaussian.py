@@ -16,8 +16,8 @@ evaluation costs the same whatever the group's size. No inner Newton runs and th
 derivatives in ``z`` are those of this expression by automatic differentiation: the same
 likelihood as the Laplace path (``_laplace``) in a smaller compiled program.
 
-The q x q Cholesky factorisation and solves are written out over the static dimension:
-scalar arithmetic that XLA fuses across a ``vmap`` over groups.
+The q x q Cholesky factorisation and solves are written out over the static dimension
+(``core._triangular``).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmle import mixed
+from jaxmle.core._triangular import cholesky_rows, forward_substitution
 from jaxmle.core._status import Status
 from jaxmle.random_effects._laplace import GroupModel, Mode
 
@@ -40,27 +41,6 @@ def applies(model: GroupModel) -> bool:
             and model.layout.q == model.log_random.dim and len(model.layout.shapes) == 1)
 
 
-def _cholesky(a, q: int):
-    """Lower Cholesky factor of a symmetric positive definite ``(q, q)`` ``a`` as rows of
-    scalars (``factor[i][j]``, ``j <= i``)."""
-    factor = [[None] * q for _ in range(q)]
-    for j in range(q):
-        diagonal = a[j, j] - sum(factor[j][m] ** 2 for m in range(j))
-        factor[j][j] = jnp.sqrt(diagonal)
-        for i in range(j + 1, q):
-            inner = sum(factor[i][m] * factor[j][m] for m in range(j))
-            factor[i][j] = (a[i, j] - inner) / factor[j][j]
-    return factor
-
-
-def _forward(factor, b, q: int):
-    """``factor^-1 b`` for a lower factor given as rows of scalars; ``b`` ``(q, ...)``."""
-    out = []
-    for i in range(q):
-        out.append((b[i] - sum(factor[i][m] * out[m] for m in range(i))) / factor[i][i])
-    return jnp.stack(out)
-
-
 def statistics(data, mask):
     """One group's cross products of ``[X, Z, y]`` over its unmasked rows, ``(m, m)`` with
     ``m = p + q + 1``, and its row count: all the closed form needs, computed once per fit."""
@@ -71,8 +51,8 @@ def statistics(data, mask):
 
 
 def marginal(model: GroupModel, z, cross, count):
-    """The group's exact log marginal likelihood at ``z`` from its ``statistics``, the
-    conditional mode ``(q,)`` and the conditional standard deviations ``(q,)``."""
+    """The group's exact log marginal likelihood at ``z`` from its ``statistics``, and
+    ``(mode, sd)``: the conditional mode ``(q,)`` and standard deviations ``(q,)``."""
     q = model.log_random.dim
     params = model.space.to_constrained(z)
     beta = params["beta"]
@@ -82,24 +62,23 @@ def marginal(model: GroupModel, z, cross, count):
     variance = params["sigma"] ** 2
     L = jnp.tril(params["L"])
     a = jnp.eye(q, dtype=z.dtype) + L.T @ zz @ L / variance          # I + B'B / s^2
-    factor = _cholesky(a, q)
-    whitened = _forward(factor, L.T @ (zy - zx @ beta) / variance, q)  # C^-1 c, C C' = A
+    factor = cholesky_rows(a, q)
+    whitened = forward_substitution(factor, L.T @ (zy - zx @ beta) / variance, q)  # C^-1 c, C C' = A
     log_det = 2.0 * sum(jnp.log(factor[i][i]) for i in range(q))
     residual = yy - 2.0 * beta @ xy + beta @ xx @ beta                 # r'r
     loglik = -0.5 * (count * jnp.log(2.0 * math.pi * variance) + log_det
                      + residual / variance - whitened @ whitened)
     # A^-1 = C^-T C^-1: the mode L A^-1 c = (C^-1 L')' (C^-1 c), its covariance (C^-1 L')'(C^-1 L').
-    spread = _forward(factor, L.T, q)                                 # C^-1 L'  (q, q)
-    return loglik, spread.T @ whitened, jnp.sqrt(jnp.sum(spread ** 2, axis=0))
+    spread = forward_substitution(factor, L.T, q)                                 # C^-1 L'  (q, q)
+    return loglik, (spread.T @ whitened, jnp.sqrt(jnp.sum(spread ** 2, axis=0)))
 
 
 def group_derivatives(model: GroupModel, z, u0, cross, count):
     """As ``_laplace.group_derivatives`` (log-likelihood, gradient ``(k,)``, Hessian
     ``(k, k)`` in ``z``, ``Mode``), from the group's ``statistics``; ``u0`` is not needed."""
     def gradient(v):
-        (loglik, (mode, sd)), grad = jax.value_and_grad(
-            lambda w: (lambda out: (out[0], out[1:]))(marginal(model, w, cross, count)),
-            has_aux=True)(v)
+        (loglik, (mode, sd)), grad = jax.value_and_grad(marginal, argnums=1, has_aux=True)(
+            model, v, cross, count)
         return grad, (loglik, grad, mode, sd)
 
     hessian, (loglik, grad, mode, sd) = jax.jacfwd(gradient, has_aux=True)(z)

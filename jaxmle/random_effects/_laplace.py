@@ -59,7 +59,7 @@ import jax.numpy as jnp
 
 from jaxmle.core import _loop
 from jaxmle.core._information import spd_inverse
-from jaxmle.core._parameters import ParameterSpace
+from jaxmle.core._parameters import ParameterSpace, unflatten_last_axis
 from jaxmle.core._status import Status
 
 INNER_TOL = 1e-8      # relative pure Newton step at which a group's mode has converged
@@ -80,12 +80,7 @@ class RandomLayout:
 
     def unflatten(self, u):
         """Flat ``(..., q)`` (jax or numpy) -> the pytree; leading axes are kept."""
-        leaves, start, batch = [], 0, u.shape[:-1]
-        for shape in self.shapes:
-            size = math.prod(shape)
-            leaves.append(u[..., start:start + size].reshape(tuple(batch) + tuple(shape)))
-            start += size
-        return jax.tree_util.tree_unflatten(self.treedef, leaves)
+        return unflatten_last_axis(u, self.shapes, self.treedef)
 
     def flatten(self, tree) -> jax.Array:
         return jnp.concatenate([jnp.ravel(leaf) for leaf in self.treedef.flatten_up_to(tree)])
@@ -148,6 +143,13 @@ class Mode(NamedTuple):
     sd: jax.Array
     status: jax.Array
     n_iter: jax.Array
+
+    @staticmethod
+    def placeholder(groups: int, q: int, dtype) -> "Mode":
+        """Zeros shaped like the ``Mode`` of ``groups`` groups (the loop's carry before
+        the first evaluation)."""
+        return Mode(jnp.zeros((groups, q), dtype), jnp.zeros((groups, q), dtype),
+                    jnp.zeros(groups, jnp.int32), jnp.zeros(groups, jnp.int32))
 
 
 def _shifted_step(h, g, lam):

@@ -58,7 +58,11 @@ class MixedSpec:
     gtol: float
     xtol: float
     chunk_size: int
-    exact: bool = False  # the linear-Gaussian group in closed form (``_gaussian``)
+
+    @property
+    def exact(self) -> bool:
+        """The linear-Gaussian group in closed form (``_gaussian``)."""
+        return _gaussian.applies(self.group)
 
 
 def _per_group(spec: MixedSpec, z, u0, bucket, function):
@@ -121,10 +125,7 @@ def solve_mixed(spec: MixedSpec, init, u0, buckets, blocked):
         return -f, -g, -h, modes
 
     solver = Newton()
-    modes0 = tuple(_laplace.Mode(jnp.zeros((mask.shape[0], u0.shape[0]), z0.dtype),
-                                 jnp.zeros((mask.shape[0], u0.shape[0]), z0.dtype),
-                                 jnp.zeros(mask.shape[0], jnp.int32),
-                                 jnp.zeros(mask.shape[0], jnp.int32))
+    modes0 = tuple(_laplace.Mode.placeholder(mask.shape[0], u0.shape[0], z0.dtype)
                    for (_, mask), _ in buckets)
     loop, modes = _loop.run_with_aux(solver, loss_derivatives, z0, modes0,
                                      max_iter=spec.max_iter, gtol=spec.gtol, blocked=blocked)
@@ -432,7 +433,7 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
                  abstract(data_one), mask_first.shape[1])
 
     model = _laplace.GroupModel(log_density, log_random, space, layout, int(max_inner))
-    spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size), _gaussian.applies(model))
+    spec = MixedSpec(model, int(max_iter), gtol, 1e-4, int(chunk_size))
     n_obs = float(grouping.kept.sum())
     blocked = np.int32(RUNNING if n_obs >= space.n_free else Status.TOO_FEW_OBSERVATIONS)
     params, assessed, n_iter, modes = jax.device_get(_solve_compiled()(
@@ -447,7 +448,8 @@ def fit_mixed(log_density: Callable, log_random: Callable, init, data, groups, *
         params=params, se=space.unflatten(np.sqrt(np.diag(assessed.cov))),
         cov=assessed.cov, loglik=assessed.loglik, status=assessed.status, n_iter=n_iter,
         grad_norm=assessed.grad_norm, n_obs=np.asarray(n_obs, dtype), n_params=space.n_free,
-        names=space.names, method="newton (exact marginal)" if spec.exact else "newton (Laplace)", cov_kind="observed", model=None,
+        names=space.names, cov_kind="observed", model=None,
+        method="newton (exact marginal)" if spec.exact else "newton (Laplace)",
         labels=grouping.labels, random=layout.unflatten(u),
         random_se=layout.unflatten(sd), random_status=status,
         n_rows=grouping.n_rows, n_excluded=grouping.n_rows - grouping.kept)
