@@ -3,16 +3,19 @@
 1. A linear mixed model with a random intercept and slope per group, ``--groups`` groups
    (default 10,000) x ``--rows`` observations (10): ``jm.fit_mixed`` with the ready
    Gaussian pieces (the closed-form marginal), the same density wrapped in a function (the
-   inner-Newton Laplace path any other density takes; exact here too) and statsmodels ``MixedLM(...).fit(reml=False)`` (ML) on the same simulated data, each
-   in a fresh process: the first call (compilation included for jaxmle) and a steady
-   second call on the same data, log-likelihoods of both.
+   inner-Newton Laplace path any other density takes; exact here too) and statsmodels
+   ``MixedLM(...).fit(reml=False)`` (ML) on the same simulated data, each in a fresh
+   process per run (medians of ``--runs`` runs, the tools alternating): the
+   first call (compilation included for jaxmle) and a steady second call on the same data,
+   log-likelihoods of both.
 2. A Poisson GLMM with a random intercept, ``--poisson-groups`` groups (100,000) x 10.
 3. Time and peak memory (``getrusage`` maxrss of the fresh process) against the number of
    groups for the LMM.
 
 The table is printed and written into ``benchmarks/mixed.md``.
 
-Run:  python benchmarks/mixed.py [--groups 10000] [--poisson-groups 100000] [--no-statsmodels]
+Run:  python benchmarks/mixed.py [--groups 10000] [--poisson-groups 100000] [--runs 3]
+      [--no-statsmodels]
 """
 
 from __future__ import annotations
@@ -83,6 +86,17 @@ def fresh(tool: str, kind: str, groups: int, rows: int) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def medians(tools, kind: str, groups: int, rows: int, runs: int) -> list[dict]:
+    """Each tool's fresh-process result with the median first and steady times of ``runs``
+    runs, the tools alternating (this machine's speed drifts within minutes)."""
+    results = [[] for _ in tools]
+    for _ in range(runs):
+        for tool, out in zip(tools, results):
+            out.append(fresh(tool, kind, groups, rows))
+    return [dict(out[0], first=float(np.median([r["first"] for r in out])),
+                 steady=float(np.median([r["steady"] for r in out]))) for out in results]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--groups", type=int, default=10_000)
@@ -90,6 +104,7 @@ def main() -> None:
     parser.add_argument("--poisson-groups", type=int, default=100_000)
     parser.add_argument("--scaling", default="1000,3000,10000,30000")
     parser.add_argument("--no-statsmodels", action="store_true")
+    parser.add_argument("--runs", type=int, default=3, help="fresh processes per tool (medians)")
     parser.add_argument("--worker", nargs=4)
     args = parser.parse_args()
     if args.worker:
@@ -102,16 +117,15 @@ def main() -> None:
 
     lines = [f"Machine: {_report.machine('statsmodels')}", "",
              f"### LMM, random intercept + slope, {args.groups:,} groups x {args.rows} rows "
-             "(fresh process per tool)", "",
+             f"(fresh process per run, medians of {args.runs} alternating runs)", "",
              "| tool | first call s | steady call s | log-likelihood | converged | peak MiB |",
              "|---|---:|---:|---:|---|---:|"]
-    ours = fresh("jaxmle", "lmm", args.groups, args.rows)
-    results = [("jaxmle fit_mixed", ours),
-               ("jaxmle fit_mixed, Laplace path", fresh("jaxmle-laplace", "lmm", args.groups,
-                                                        args.rows))]
-    if not args.no_statsmodels:
-        results.append(("statsmodels MixedLM (ML)", fresh("statsmodels", "lmm", args.groups,
-                                                          args.rows)))
+    names = {"jaxmle": "jaxmle fit_mixed", "jaxmle-laplace": "jaxmle fit_mixed, Laplace path",
+             "statsmodels": "statsmodels MixedLM (ML)"}
+    tools = [*names][:2 if args.no_statsmodels else 3]
+    results = list(zip(map(names.get, tools),
+                       medians(tools, "lmm", args.groups, args.rows, args.runs)))
+    ours = results[0][1]
     for name, r in results:
         lines.append(f"| {name} | {r['first']:.2f} | {r['steady']:.2f} | {r['loglik']:.6f} | "
                      f"{r['converged']} | {r['peak_mib']:.0f} |")

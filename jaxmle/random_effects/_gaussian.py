@@ -2,19 +2,31 @@
 ``jm.mixed.gaussian_random(q)``.
 
 There the joint log-density is quadratic in the random effects, the Laplace approximation
-is the exact marginal, and the marginal is a Gaussian density: ``y_g ~ N(X b, s^2 I + B B')``
-with ``B = Z L`` (the rows of the group; ``L`` the lower triangle of ``params["L"]``). By
-the matrix determinant lemma and Woodbury's identity, with ``A = I + B'B / s^2`` (q x q),
-``r = y - X b`` and ``c = B'r / s^2``,
+is the exact marginal, and the marginal is a Gaussian density: ``y_g ~ N(X b, V)`` with
+``V = v I + Z S Z'``, ``v = sigma^2`` and ``S = L L'`` (``L`` the lower triangle of
+``params["L"]``). With ``r = y - X b`` and ``W = V^-1``,
 
-    log p(y_g) = -1/2 [n_g log(2 pi s^2) + log det A + r'r / s^2 - c' A^-1 c],
+    log p(y_g) = -1/2 [n_g log(2 pi) + log det V + r'W r],
 
-the conditional mode is ``u* = L A^-1 c`` and its covariance ``L A^-1 L'`` (Henderson's
-mixed-model equations in the whitened effects ``v = L^-1 u``). Every term is a function of
-the group's cross products of ``[X, Z, y]`` (``statistics``, computed once per fit), so an
-evaluation costs the same whatever the group's size. No inner Newton runs and the
-derivatives in ``z`` are those of this expression by automatic differentiation: the same
-likelihood as the Laplace path (``_laplace``) in a smaller compiled program.
+and in ``theta = (b, v, S)`` (``S`` as ``q x q`` free entries, so ``V`` is linear in
+``theta``) its derivatives are the classical ones (e.g. Harville 1977):
+
+    d/db = X'W r,   d/dv = -1/2 tr W + 1/2 r'W^2 r,   d/dS = -1/2 C + 1/2 s s',
+    d2/db2 = -X'W X,   d2/db dv = -X'W^2 r,   d2/db_i dS_ab = -(X'W Z)_ia s_b,
+    d2/dv2 = 1/2 tr W^2 - r'W^3 r,   d2/dv dS = 1/2 Z'W^2 Z - 1/2 (s t' + t s'),
+    d2/dS_ab dS_cd = 1/2 C_bc C_da - 1/2 (s_a C_bc s_d + s_c C_da s_b),
+
+with ``C = Z'W Z``, ``s = Z'W r``, ``t = Z'W^2 r``. By Woodbury's identity the powers of
+``W`` are ``W^k = (I - Z P_k Z') / v^k`` with ``P_1 = M = L A^-1 L' / v``,
+``A = I + L'Z'Z L / v`` (q x q) and ``P_(k+1) = P_k + M - M Z'Z P_k``, so every form above
+is a block of ``([X, Z, r]'[X, Z, r] - [X, Z, r]'Z P_k Z'[X, Z, r]) / v^k``: a function of
+the group's cross products of ``[X, Z, y]`` (``statistics``, computed once per fit), the
+same cost whatever the group's size. The sums over groups are taken in ``theta`` and carried
+to the optimiser's coordinates ``z`` once, by the chain rule through the small map
+``z -> theta``. The conditional mode is ``u* = S s = M Z'r`` with covariance ``v M``
+(Henderson's mixed-model equations). No inner Newton runs and no per-group automatic
+differentiation: the same likelihood as the Laplace path (``_laplace``), derived by hand,
+in a much smaller compiled program.
 
 The q x q Cholesky factorisation and solves are written out over the static dimension
 (``core._triangular``).
@@ -50,39 +62,65 @@ def statistics(data, mask):
     return columns.T @ columns, jnp.sum(rows)
 
 
-def marginal(model: GroupModel, z, cross, count):
-    """The group's exact log marginal likelihood at ``z`` from its ``statistics``, and
-    ``(mode, sd)``: the conditional mode ``(q,)`` and standard deviations ``(q,)``."""
-    q = model.log_random.dim
+def _theta(model: GroupModel, z):
+    """``z -> theta = (b (p,), v, S (q*q,))``, flat."""
     params = model.space.to_constrained(z)
-    beta = params["beta"]
-    p = beta.shape[0]
-    xx, zx, zz = cross[:p, :p], cross[p:p + q, :p], cross[p:p + q, p:p + q]
-    xy, zy, yy = cross[:p, -1], cross[p:p + q, -1], cross[-1, -1]
-    variance = params["sigma"] ** 2
     L = jnp.tril(params["L"])
-    a = jnp.eye(q, dtype=z.dtype) + L.T @ zz @ L / variance          # I + B'B / s^2
-    factor = cholesky_rows(a, q)
-    whitened = forward_substitution(factor, L.T @ (zy - zx @ beta) / variance, q)  # C^-1 c, C C' = A
-    log_det = 2.0 * sum(jnp.log(factor[i][i]) for i in range(q))
-    residual = yy - 2.0 * beta @ xy + beta @ xx @ beta                 # r'r
-    loglik = -0.5 * (count * jnp.log(2.0 * math.pi * variance) + log_det
-                     + residual / variance - whitened @ whitened)
-    # A^-1 = C^-T C^-1: the mode L A^-1 c = (C^-1 L')' (C^-1 c), its covariance (C^-1 L')'(C^-1 L').
-    spread = forward_substitution(factor, L.T, q)                                 # C^-1 L'  (q, q)
-    return loglik, (spread.T @ whitened, jnp.sqrt(jnp.sum(spread ** 2, axis=0)))
+    return jnp.concatenate([params["beta"], jnp.reshape(params["sigma"] ** 2, (1,)),
+                            (L @ L.T).ravel()])
 
 
-def group_derivatives(model: GroupModel, z, u0, cross, count):
-    """As ``_laplace.group_derivatives`` (log-likelihood, gradient ``(k,)``, Hessian
-    ``(k, k)`` in ``z``, ``Mode``), from the group's ``statistics``; ``u0`` is not needed."""
-    def gradient(v):
-        (loglik, (mode, sd)), grad = jax.value_and_grad(marginal, argnums=1, has_aux=True)(
-            model, v, cross, count)
-        return grad, (loglik, grad, mode, sd)
+def _group(beta, variance, L, cross, count):
+    """One group at ``(b, v, L)`` from its ``statistics``: log-likelihood, gradient ``(d,)``
+    and Hessian ``(d, d)`` in ``theta`` (``d = p + 1 + q^2``, module notes), mode and
+    SDs ``(q,)``."""
+    p, q = beta.shape[0], L.shape[0]
+    shift = jnp.eye(p + q + 1, dtype=cross.dtype).at[:p, -1].set(-beta)  # [X, Z, y] -> [X, Z, r]
+    square = shift.T @ cross @ shift
+    zs = square[p:p + q]                                                # Z'[X, Z, r]  (q, m)
+    zz = zs[:, p:p + q]
+    factor = cholesky_rows(jnp.eye(q, dtype=cross.dtype) + L.T @ zz @ L / variance, q)
+    spread = forward_substitution(factor, L.T, q)                       # C^-1 L', C C' = A
+    m1 = spread.T @ spread / variance                                   # L A^-1 L' / v
+    m2 = 2.0 * m1 - m1 @ zz @ m1
+    m3 = m2 + m1 - m1 @ zz @ m2
+    q1 = (square - zs.T @ m1 @ zs) / variance                           # [X, Z, r]'W[X, Z, r]
+    q2 = (square - zs.T @ m2 @ zs) / variance ** 2                      # [X, Z, r]'W^2[X, Z, r]
+    cubic = (square[-1, -1] - zs[:, -1] @ m3 @ zs[:, -1]) / variance ** 3  # r'W^3 r
+    trace1, trace2 = (count - jnp.sum(m1 * zz)) / variance, (count - jnp.sum(m2 * zz)) / variance ** 2
+    log_det = count * jnp.log(variance) + 2.0 * sum(jnp.log(factor[i][i]) for i in range(q))
+    loglik = -0.5 * (count * math.log(2.0 * math.pi) + log_det + q1[-1, -1])
 
-    hessian, (loglik, grad, mode, sd) = jax.jacfwd(gradient, has_aux=True)(z)
-    finite = jnp.isfinite(loglik) & jnp.all(jnp.isfinite(mode))
-    status = jnp.where(finite, int(Status.CONVERGED), int(Status.NONFINITE))
-    return loglik, grad, 0.5 * (hessian + hessian.T), Mode(mode, sd, status.astype(jnp.int32),
-                                                          jnp.zeros((), jnp.int32))
+    x, u = slice(0, p), slice(p, p + q)
+    c, s, t = q1[u, u], q1[u, -1], q2[u, -1]                            # Z'WZ, Z'Wr, Z'W^2 r
+    grad = jnp.concatenate([q1[x, -1], jnp.reshape(0.5 * (q2[-1, -1] - trace1), (1,)),
+                            (0.5 * (jnp.outer(s, s) - c)).ravel()])
+    h_bv = -q2[x, -1][:, None]
+    h_bs = -(q1[x, u][:, :, None] * s).reshape(p, q * q)
+    h_vv = jnp.reshape(0.5 * trace2 - cubic, (1, 1))
+    h_vs = (0.5 * (q2[u, u] - jnp.outer(s, t) - jnp.outer(t, s))).reshape(1, q * q)
+    c_bc, c_da = c[None, :, :, None], c.T[:, None, None, :]             # indexed [a, b, c, d]
+    h_ss = 0.5 * (c_bc * c_da - s[:, None, None, None] * c_bc * s
+                  - s[None, None, :, None] * c_da * s[None, :, None, None]).reshape(q * q, q * q)
+    hess = jnp.concatenate([jnp.concatenate([-q1[x, x], h_bv, h_bs], axis=1),
+                            jnp.concatenate([h_bv.T, h_vv, h_vs], axis=1),
+                            jnp.concatenate([h_bs.T, h_vs.T, h_ss], axis=1)])
+    return loglik, grad, hess, m1 @ zs[:, -1], jnp.sqrt(variance * jnp.diagonal(m1))
+
+
+def derivatives(model: GroupModel, z, cross, count):
+    """The exact log marginal likelihood summed over groups, its gradient ``(k,)`` and Hessian
+    ``(k, k)`` in ``z``, from every group's ``statistics`` (``cross`` ``(G, m, m)``,
+    ``count`` ``(G,)``; a group with no rows contributes nothing), and each group's ``Mode``.
+    """
+    params = model.space.to_constrained(z)
+    loglik, grad, hess, mode, sd = jax.vmap(_group, in_axes=(None, None, None, 0, 0))(
+        params["beta"], params["sigma"] ** 2, jnp.tril(params["L"]), cross, count)
+    grad, hess = jnp.sum(grad, axis=0), jnp.sum(hess, axis=0)
+    # The chain rule to z: J'HJ + sum_i grad_i d2 theta_i / dz2.
+    jacobian = jax.jacfwd(_theta, argnums=1)(model, z)
+    bend = jax.hessian(lambda v: grad @ _theta(model, v))(z)
+    finite = jnp.isfinite(loglik) & jnp.all(jnp.isfinite(mode), axis=1)
+    status = jnp.where(finite, int(Status.CONVERGED), int(Status.NONFINITE)).astype(jnp.int32)
+    return (jnp.sum(loglik), jacobian.T @ grad, jacobian.T @ hess @ jacobian + bend,
+            Mode(mode, sd, status, jnp.zeros_like(status)))

@@ -94,15 +94,29 @@ def laplace_derivatives(spec: MixedSpec, z, u0, buckets):
     ``(k,)`` and Hessian ``(k, k)`` in ``z`` (``_laplace.group_derivatives``), and each
     bucket's ``_laplace.Mode`` per group at ``z`` (a tuple over buckets)."""
     total, modes = None, []
-    group_derivatives = _gaussian.group_derivatives if spec.exact else _laplace.group_derivatives
     for bucket, valid in buckets:
-        *parts, mode = _per_group(spec, z, u0, bucket, group_derivatives)
+        *parts, mode = _per_group(spec, z, u0, bucket, _laplace.group_derivatives)
         # Padding groups (all rows masked, see ``_Grouping.buckets``) are dropped.
         summed = tuple(jnp.sum(jnp.where(valid.reshape(valid.shape + (1,) * (part.ndim - 1)),
                                          part, 0.0), axis=0) for part in parts)
         total = summed if total is None else tuple(map(jnp.add, total, summed))
         modes.append(mode)
     return (*total, tuple(modes))
+
+
+def exact_derivatives(spec: MixedSpec, buckets):
+    """``z -> `` the closed-form counterpart of ``laplace_derivatives`` (``_gaussian``):
+    every group's cross products, computed here once, enter one vectorised evaluation; the
+    modes are split back into the buckets."""
+    cross, count = (jnp.concatenate(parts) for parts in zip(
+        *(jax.vmap(_gaussian.statistics)(*bucket) for bucket, _ in buckets)))
+    ends = np.cumsum([mask.shape[0] for (_, mask), _ in buckets])[:-1]
+
+    def derivatives(z):
+        f, g, h, mode = _gaussian.derivatives(spec.group, z, cross, count)
+        in_buckets = (jnp.split(leaf, ends) for leaf in mode)
+        return f, g, h, tuple(_laplace.Mode(*parts) for parts in zip(*in_buckets))
+    return derivatives
 
 
 def solve_mixed(spec: MixedSpec, init, u0, buckets, blocked):
@@ -116,12 +130,11 @@ def solve_mixed(spec: MixedSpec, init, u0, buckets, blocked):
     first call."""
     space = spec.group.space
     z0 = space.to_unconstrained(init)
-    if spec.exact:  # each group's data enters the closed form through its cross products
-        buckets = tuple((jax.vmap(_gaussian.statistics)(*bucket), valid)
-                        for bucket, valid in buckets)
+    derivatives = (exact_derivatives(spec, buckets) if spec.exact
+                   else functools.partial(laplace_derivatives, spec, u0=u0, buckets=buckets))
 
     def loss_derivatives(z):
-        f, g, h, modes = laplace_derivatives(spec, z, u0, buckets)
+        f, g, h, modes = derivatives(z)
         return -f, -g, -h, modes
 
     solver = Newton()
