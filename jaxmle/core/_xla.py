@@ -9,6 +9,12 @@ half the time for a few percent of steady speed (``docs/design.md`` has the
 measurements). Both are per-compilation options that never touch the user's own JAX
 programs; an XLA that does not know them compiles with its defaults.
 
+A small program (its array arguments hold at most ``SMALL_ELEMENTS`` numbers: one fit of a
+few thousand observations, a command-line table) compiles without LLVM's optimisations
+(``xla_backend_optimization_level`` 0): its run takes a millisecond either way, and about a
+third of its compilation goes (``docs/design.md``). Larger programs keep them: there the
+unoptimised loops run several times slower.
+
 Python's garbage collector pauses while JAX traces a fit: tracing allocates many
 short-lived objects, and the collections they trigger took about a third of the tracing.
 """
@@ -25,15 +31,28 @@ CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDI
                "xla_cpu_use_fusion_emitters": False}
 
 
+# Programs whose array arguments hold at most this many numbers compile unoptimised.
+SMALL_ELEMENTS = 2 ** 14
+SMALL_OPTIONS = {"xla_backend_optimization_level": 0}
+
 # False once this XLA has rejected CPU_OPTIONS (an older jaxlib): then the defaults.
 _options_accepted = True
 
 
-def compiler_options() -> dict | None:
-    """The options for jaxmle's ``jax.jit`` calls on the default backend (None: defaults)."""
+def compiler_options(small: bool = False) -> dict | None:
+    """The options for jaxmle's ``jax.jit`` calls on the default backend (None: defaults);
+    ``small``: a program with at most ``SMALL_ELEMENTS`` numbers in its arguments."""
     if jax.default_backend() != "cpu" or not _options_accepted:
         return None
-    return CPU_OPTIONS
+    return {**CPU_OPTIONS, **SMALL_OPTIONS} if small else CPU_OPTIONS
+
+
+def _small(args) -> bool:
+    """Whether the arrays among ``args`` hold at most ``SMALL_ELEMENTS`` numbers."""
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(args):
+        total += getattr(leaf, "size", 1)
+    return total <= SMALL_ELEMENTS
 
 
 def _unknown_options(error: Exception) -> bool:
@@ -63,19 +82,23 @@ def jit(function, **options):
     The backend is only queried when the returned function is first called, so importing
     jaxmle initialises no device.
     """
+    static = options.get("static_argnums", ())
+    static = {static} if isinstance(static, int) else set(static)
+
     @functools.cache
-    def compiled(with_options: bool):
-        return jax.jit(function, compiler_options=compiler_options() if with_options else None,
-                       **options)
+    def compiled(with_options: bool, small: bool):
+        return jax.jit(function, **options,
+                       compiler_options=compiler_options(small) if with_options else None)
 
     @functools.wraps(function)
     def call(*args):
+        small = _small([arg for i, arg in enumerate(args) if i not in static])
         with _collector_paused():
             try:
-                return compiled(_options_accepted)(*args)
+                return compiled(_options_accepted, small)(*args)
             except jax.errors.JaxRuntimeError as error:
                 if not _unknown_options(error):
                     raise
-                return compiled(False)(*args)
+                return compiled(False, small)(*args)
 
     return call

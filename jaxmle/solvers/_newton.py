@@ -51,6 +51,13 @@ least squares and Gaussian likelihoods with sigma free; RESULTS.md has the table
   doubling above covers these rates. Moré-Garbow-Hillstrom Powell singular: CONVERGED at
   RSS 3e-15 with the parameters 1e-4 from the minimiser 0 after 22 iterations; the series
   step lands within 1e-13 of it.
+* Steps the model did not describe: a step accepted with a predicted decrease below the
+  loss's rounding, or with ``rho`` outside [0.25, 4], tells nothing of the path, so no
+  extrapolation, linear approach or receding is read from the next Newton step against it.
+  NIST Lanczos1 with sigma free ends with residuals at the rounding of its data, where the
+  loss moves by noise far above ``eps |f|``: a noise step seven times the last, pointing
+  the same way, marked the certified minimum as receding (BOUNDARY) when the fit was
+  compiled without LLVM's optimisations. No outcome of the collection changes otherwise.
 * Acceptance: ``rho >= 1e-4``, and ``rho >= 0.25`` until a first step is accepted: at the
   start nothing backs the quadratic model yet, and a long first step that lowers the loss
   a little can land on a plateau where the model is flat (NIST Eckerle4 from its first
@@ -343,13 +350,18 @@ class Newton:
             jnp.abs(newton_step) <= self.settled_tol * se + 4 * eps * jnp.abs(state.z))
         stationary = stationary | (stalled & settled)
 
+        # A step the quadratic model did not describe (a predicted decrease below the loss's
+        # rounding, or a ratio far from 1) tells nothing of the path: no extrapolation,
+        # linear approach or receding is read from the next Newton step against it.
+        described = (predicted > noise) & (rho_c >= 0.25) & (rho_c <= 4.0)
+
         pick = lambda new, old: jnp.where(accept, new, old)
         new_state = NewtonState(
             z=pick(z_try, state.z), f=pick(f_try, state.f), g=pick(g_try, state.g),
             hessian=pick(h_try, state.hessian), radius=new_radius,
             scale=pick(new_scale, state.scale),
             last=pick(p, state.last),
-            multiplier=jnp.where(accept & (pure | chain), multiplier, 0.0),
+            multiplier=jnp.where(accept & (pure | chain) & described, multiplier, 0.0),
             cooldown=jnp.where(chain & ~accept, COOLDOWN, jnp.maximum(state.cooldown - 1, 0.0)),
             saddle=~accept & state.saddle,
             falling=accept & shrinking & (linear | (actual > 0.5 * jnp.abs(state.f))),

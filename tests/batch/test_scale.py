@@ -109,6 +109,40 @@ def test_compiler_options_do_not_change_a_fit(straggling, monkeypatch):
     _assert_same_fits(ours, defaults, rtol=1e-10)
 
 
+def test_small_programs_compile_unoptimised_and_fit_the_same(monkeypatch):
+    # A program whose array arguments hold at most _xla.SMALL_ELEMENTS numbers compiles
+    # without LLVM's optimisations; static arguments do not count. The fit is the same as
+    # with the optimised compile, to rounding (different code: 1e-10 relative).
+    assert _xla._small([np.zeros(_xla.SMALL_ELEMENTS)])
+    assert not _xla._small([np.zeros(_xla.SMALL_ELEMENTS), np.zeros(1)])
+    assert _xla._small([{"a": np.zeros((4, 5)), "b": 1.0}, None])
+    if jax.default_backend() == "cpu":
+        assert _xla.compiler_options(True)["xla_backend_optimization_level"] == 0
+        assert "xla_backend_optimization_level" not in _xla.compiler_options(False)
+    seen = []
+    monkeypatch.setattr(_xla, "compiler_options",
+                        lambda small=False: seen.append(small) or None)
+    _xla.jit(lambda spec, x: x * 2.0, static_argnums=0)(tuple(range(10 ** 5)), np.ones(3))
+    assert seen == [True]
+
+    rng = np.random.default_rng(3)
+    X = np.column_stack([np.ones(400), rng.normal(size=(400, 3))])
+    y = (rng.uniform(size=400) < 1 / (1 + np.exp(-X @ np.array([0.2, 1.0, -0.5, 0.3])))) * 1.0
+
+    def logistic(beta, data):
+        X, y = data
+        eta = X @ beta
+        return y * eta - jnp.logaddexp(0.0, eta)
+
+    monkeypatch.undo()
+    small = jm.fit(logistic, np.zeros(4), (X, y))
+    monkeypatch.setattr(_xla, "SMALL_ELEMENTS", -1)
+    optimised = jm.fit(logistic, np.zeros(4), (X, y))
+    assert small.converged and optimised.converged
+    np.testing.assert_allclose(small.params, optimised.params, rtol=1e-10)
+    np.testing.assert_allclose(small.se, optimised.se, rtol=1e-10)
+
+
 def test_an_xla_without_the_options_compiles_with_its_defaults(monkeypatch):
     # jaxmle's CPU options are not probed ahead: the first compile that XLA refuses for an
     # unknown option is retried without them, and later programs go without.

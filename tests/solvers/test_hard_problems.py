@@ -20,7 +20,8 @@ def _case(name, start):
 # 100; Lanczos1 with sigma free also left sigma 2,000x too large there) and solved by a
 # peer from the same start; each needs more than 100 iterations.
 CASES = [
-    ("Lanczos1", "start 1", "gauss"),  # RSS 1.4e-25: sigma falls from 0.1 to 8e-14
+    ("Lanczos1", "start 1", "gauss"),  # RSS 1.4e-25: sigma falls from 0.1 to 8e-14; a
+    # small program, compiled unoptimised: a noise step at the minimum once made it BOUNDARY
     ("Lanczos3", "start 2", "gauss"),  # sum of three exponentials
     ("MGH10", "start 2", "gauss"),     # Meyer's exp(b2 / (x + b3))
     ("Bennett5", "start 1", "gauss"),
