@@ -9,11 +9,14 @@ half the time for a few percent of steady speed (``docs/design.md`` has the
 measurements). Both are per-compilation options that never touch the user's own JAX
 programs; an XLA that does not know them compiles with its defaults.
 
-A small program (its array arguments hold at most ``SMALL_ELEMENTS`` numbers: one fit of a
-few thousand observations, a command-line table) compiles without LLVM's optimisations
-(``xla_backend_optimization_level`` 0): its run takes a millisecond either way, and about a
-third of its compilation goes (``docs/design.md``). Larger programs keep them: there the
-unoptimised loops run several times slower.
+LLVM optimises jaxmle's programs at level 1 of 3 (``xla_backend_optimization_level``):
+the level-3 passes took a quarter of a batch fit's compilation and bought no steady speed
+(the derivative passes are simple loops, vectorised at level 1 too). A small program (its
+array arguments hold at most ``SMALL_ELEMENTS`` numbers: one fit of a few thousand
+observations, a command-line table) compiles unoptimised (level 0): its run takes a
+millisecond either way, and about a third of its compilation goes. Larger programs do not:
+there the unoptimised loops run several times slower. ``docs/design.md`` has the
+measurements.
 
 Python's garbage collector pauses while JAX traces a fit: tracing allocates many
 short-lived objects, and the collections they trigger took about a third of the tracing.
@@ -28,7 +31,7 @@ import gc
 import jax
 
 CPU_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT",
-               "xla_cpu_use_fusion_emitters": False}
+               "xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 1}
 
 
 # Programs whose array arguments hold at most this many numbers compile unoptimised.
