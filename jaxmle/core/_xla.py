@@ -10,7 +10,7 @@ measurements). Both are per-compilation options that never touch the user's own 
 programs; an XLA that does not know them compiles with its defaults.
 
 LLVM optimises jaxmle's programs at level 1 of 3 (``xla_backend_optimization_level``):
-the level-3 passes took a quarter of a batch fit's compilation and bought no steady speed
+the level-3 passes took 13-20% of a batch fit's compilation and bought no steady speed
 (the derivative passes are simple loops, vectorised at level 1 too). A small program (its
 array arguments hold at most ``SMALL_ELEMENTS`` numbers: one fit of a few thousand
 observations, a command-line table) compiles unoptimised (level 0): its run takes a
@@ -52,10 +52,8 @@ def compiler_options(small: bool = False) -> dict | None:
 
 def _small(args) -> bool:
     """Whether the arrays among ``args`` hold at most ``SMALL_ELEMENTS`` numbers."""
-    total = 0
-    for leaf in jax.tree_util.tree_leaves(args):
-        total += getattr(leaf, "size", 1)
-    return total <= SMALL_ELEMENTS
+    numbers = sum(getattr(leaf, "size", 1) for leaf in jax.tree_util.tree_leaves(args))
+    return numbers <= SMALL_ELEMENTS
 
 
 def _unknown_options(error: Exception) -> bool:

@@ -62,12 +62,17 @@ def statistics(data, mask):
     return columns.T @ columns, jnp.sum(rows)
 
 
+def _natural(model: GroupModel, z):
+    """``(b (p,), v, L (q, q))`` at ``z``: the coefficients, the residual variance and the
+    lower triangle of ``params["L"]``."""
+    params = model.space.to_constrained(z)
+    return params["beta"], params["sigma"] ** 2, jnp.tril(params["L"])
+
+
 def _theta(model: GroupModel, z):
     """``z -> theta = (b (p,), v, S (q*q,))``, flat."""
-    params = model.space.to_constrained(z)
-    L = jnp.tril(params["L"])
-    return jnp.concatenate([params["beta"], jnp.reshape(params["sigma"] ** 2, (1,)),
-                            (L @ L.T).ravel()])
+    beta, variance, L = _natural(model, z)
+    return jnp.concatenate([beta, jnp.reshape(variance, (1,)), (L @ L.T).ravel()])
 
 
 def _group(beta, variance, L, cross, count):
@@ -113,9 +118,8 @@ def derivatives(model: GroupModel, z, cross, count):
     ``(k, k)`` in ``z``, from every group's ``statistics`` (``cross`` ``(G, m, m)``,
     ``count`` ``(G,)``; a group with no rows contributes nothing), and each group's ``Mode``.
     """
-    params = model.space.to_constrained(z)
     loglik, grad, hess, mode, sd = jax.vmap(_group, in_axes=(None, None, None, 0, 0))(
-        params["beta"], params["sigma"] ** 2, jnp.tril(params["L"]), cross, count)
+        *_natural(model, z), cross, count)
     grad, hess = jnp.sum(grad, axis=0), jnp.sum(hess, axis=0)
     # The chain rule to z: J'HJ + sum_i grad_i d2 theta_i / dz2.
     jacobian = jax.jacfwd(_theta, argnums=1)(model, z)
