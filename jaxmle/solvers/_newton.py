@@ -80,7 +80,11 @@ coordinate. When no step can reduce the loss any more (the radius
 has shrunk below rounding, or the driver's patience runs out), an iterate within
 ``settled_tol`` standard errors of its Newton point is converged as far as the arithmetic
 allows (NIST Lanczos1 with sigma free: residuals of 1e-13 on data of order 1 carry
-rounding of 1e-3 relative, and so do the loss and its gradient); otherwise STALLED. A
+rounding of 1e-3 relative, and so do the loss and its gradient); so is one, where the radius
+has shrunk below rounding, whose whole Newton step promises a decrease below the loss change
+of that rounding-sized trial (the loss's own noise, far above ``eps |f|`` there: Lanczos1's
+Newton step in log sigma is 0.01-0.02 standard errors of pure noise, by CPU); otherwise
+STALLED. A
 start whose Hessian has clearly negative curvature is flagged ``saddle``: the driver's
 gradient test does not stop there, so a symmetric start with a zero gradient (identical
 mixture components) is left along negative curvature. Later iterates are not checked: an
@@ -348,7 +352,11 @@ class Newton:
         # No step can reduce the loss beyond its rounding any more (module notes).
         settled = definite & jnp.all(
             jnp.abs(newton_step) <= self.settled_tol * se + 4 * eps * jnp.abs(state.z))
-        stationary = stationary | (stalled & settled)
+        # A stalled trial moved z by rounding only, so its loss change is the loss's noise:
+        # where the whole Newton step promises less than that, no step can be told from noise.
+        newton_decrease = 0.5 * jnp.sum(projected ** 2 / positive)
+        drowned = definite & trial_finite & (newton_decrease <= jnp.abs(actual - predicted))
+        stationary = stationary | (stalled & (settled | drowned))
 
         # A step the quadratic model did not describe (a predicted decrease below the loss's
         # rounding, or a ratio far from 1) tells nothing of the path: no extrapolation,
