@@ -4,12 +4,13 @@ A batch of ``B`` datasets is laid out as ``devices x windows x chunks x chunk`` 
 the end with blocked copies of dataset 0 that never iterate and are dropped). On each
 device, the windows (at most 16 chunks each) are solved one after another, each thus:
 
-1. Every dataset is started (loss and derivatives at its start, stopping test). In a batch
-   of at least ``REDUCE_MIN_ELEMENTS`` data elements whose model is affine in functions
-   of the data (``_reduce``: Normal, Gamma, Poisson, linear regression ...), each
-   dataset's start is first moved to the optimum of its reduced problem, fitted by Newton
-   on sufficient statistics from one pass over its data; the fit on all observations
-   then usually stops at its first stopping test.
+1. Every dataset is started (loss and derivatives at its start, stopping test), from its
+   start point or, where one is given (``found``), from that point in unconstrained
+   coordinates: the optimum of its reduced problem (``reduced_starts``, a program of its
+   own), when the model is affine in functions of the data (``_reduce``: Normal, Gamma,
+   Poisson, linear regression ...). That start is fitted by Newton on sufficient
+   statistics from one pass over the data, and the fit on all observations then usually
+   stops at its first stopping test (the engine decides when it pays, ``_engine``).
 2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
    together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of them
    still run; their states are written back, and the lanes of finished datasets take the
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 
 import jax
 import jax.numpy as jnp
@@ -49,10 +49,10 @@ MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills t
 # Continuous batching runs over windows of at most this many chunks, one window after
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
-# Batches of at least this many data elements first fit each dataset's reduced problem
-# (``_solve.reduced_start_one``). It saves most passes over the data, but its loop on the
-# reduced problem lengthens the first call: it pays back within one call from about 3e7
-# elements (the measurements are in ``docs/design.md``).
+# A batch of at least this many data elements starts from its reduced problems' optima
+# already in its first call (``reduced_starts``). The start program saves most passes over
+# the data, but its compilation lengthens a first call: it pays back within that call from
+# about 3e7 elements (the measurements are in ``docs/design.md``).
 REDUCE_MIN_ELEMENTS = 2**25
 
 
@@ -127,28 +127,37 @@ def _unchunked(tree):
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
-def _solve_device(spec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
+def _solve_device(spec, lay: Layout, starts, found, data, weights, mask, valid) -> Fit:
     """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere.
 
     The windows run one after another, each reading its datasets' data, weights and mask
     from the device's arrays in place: slicing a window out copied it, and was slower
     (``docs/design.md``).
     """
-    window = lambda index: _solve_window(spec, lay, index, starts, data, weights, mask, valid)
+    window = lambda index: _solve_window(spec, lay, index, starts, found, data, weights,
+                                         mask, valid)
     return _unchunked(jax.lax.map(window, jnp.arange(lay.windows)))
 
 
-def _reduction(spec, lay: Layout, data):
-    """The model's reduced form when the batch has at least ``REDUCE_MIN_ELEMENTS`` data
-    elements (``data``: the device's, leading axis on every leaf), else None."""
-    one = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype), data)
-    per_dataset = sum(math.prod(leaf.shape) for leaf in jax.tree_util.tree_leaves(one))
-    if lay.padded * per_dataset < REDUCE_MIN_ELEMENTS:
-        return None
-    return _solve.reduction_for(spec, one)
+def _reduced_device(spec, lay: Layout, starts, data, weights, mask, valid) -> jax.Array:
+    """``(windows * chunks * chunk, k)``: each dataset's start moved to its reduced
+    problem's optimum (``_solve.reduced_start_one``). The statistics are computed a chunk at
+    a time; the reduced problems' Newton loop (no cost per observation) runs over all the
+    device's datasets at once."""
+    one = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype),
+                                 data)
+    form = _solve.reduction_for(spec, one)
+    inputs = jax.vmap(functools.partial(_solve.reduced_inputs_one, spec, form))
+    rows = lambda tree, index: jax.tree_util.tree_map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, index * lay.chunk, lay.chunk), tree)
+    z0, stats, blocked = _unchunked(jax.lax.map(
+        lambda index: inputs(*rows((starts, data, weights, mask, valid), index)),
+        jnp.arange(lay.windows * lay.chunks)))
+    return jax.vmap(functools.partial(_solve.reduced_start_one, spec, form))(z0, stats, blocked)
 
 
-def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid) -> Fit:
+def _solve_window(spec, lay: Layout, window, starts, found, data, weights, mask,
+                  valid) -> Fit:
     """The datasets of window ``window`` (an index) of the device's arguments (leading axis
     ``windows * chunks * chunk``); the result has the window's ``chunks * chunk``."""
     step = jax.vmap(functools.partial(_solve.step_one, spec))
@@ -159,7 +168,7 @@ def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid)
         lambda x: jax.lax.dynamic_slice_in_dim(x, offset, size), tree)
     # Starts and flags (a few numbers per dataset) are copied out for the window; the data
     # are sliced a chunk at a time from the device's arrays, and gathered by lane.
-    starts, valid = rows((starts, valid), origin, total)
+    starts, found, valid = rows((starts, found, valid), origin, total)
     shared = (data, weights, mask)
     chunk_of = lambda index: rows(shared, origin + index * lay.chunk, lay.chunk)
 
@@ -170,19 +179,10 @@ def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid)
             lambda index: function(*rows(local, index * lay.chunk, lay.chunk), *chunk_of(index)),
             jnp.arange(lay.chunks)))
 
-    # With a reduced form, the statistics are computed chunk by chunk, and the reduced
-    # problems' Newton loop (no cost per observation) runs over the whole window at once.
-    reduction = _reduction(spec, lay, data)
-    if reduction is not None:
-        inputs = jax.vmap(functools.partial(_solve.reduced_inputs_one, spec, reduction))
-        z0, stats, blocked = over_chunks(
-            lambda starts, valid, *shared: inputs(starts, *shared, valid), (starts, valid))
-        starts = jax.vmap(functools.partial(_solve.reduced_start_one, spec, reduction))(
-            z0, stats, blocked)
-    start = jax.vmap(functools.partial(_solve.start_one, spec,
-                                       unconstrained=reduction is not None))
-    loops = over_chunks(lambda starts, valid, *shared: start(starts, *shared, valid),
-                        (starts, valid))
+    start = jax.vmap(functools.partial(_solve.start_one, spec))
+    loops = over_chunks(lambda starts, found, valid, *shared: start(starts, *shared, valid,
+                                                                    found=found),
+                        (starts, found, valid))
 
     def load(loops, index):
         """The loop states and data of datasets ``index`` (past the end: finished dummies)."""
@@ -214,22 +214,40 @@ def _solve_window(spec, lay: Layout, window, starts, data, weights, mask, valid)
     return over_chunks(finish, (loops,))
 
 
-def _solve_batch(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask, valid) -> Fit:
-    """The batched fit of ``lay.padded`` datasets (leading axis on every argument).
-
-    ``starts``: one start per dataset (None with a data-driven start, ``spec.init_fn``).
-    """
-    solve_device = functools.partial(_solve_device, spec, lay)
+def _per_device(solve_device, lay: Layout, *args):
+    """``solve_device(*args)`` on each local device's share of ``args`` (leading axis
+    ``lay.padded`` on every leaf), the results joined along that axis."""
     if lay.devices == 1:
-        return solve_device(starts, data, weights, mask, valid)
+        return solve_device(*args)
     mesh = jax.make_mesh((lay.devices,), ("batch",), axis_types=(AxisType.Auto,),
                          devices=jax.local_devices()[:lay.devices])
     batch = PartitionSpec("batch")
     return jax.shard_map(solve_device, mesh=mesh, in_specs=batch, out_specs=batch,
-                         check_vma=False)(starts, data, weights, mask, valid)
+                         check_vma=False)(*args)
+
+
+def _solve_batch(spec: _solve.FitSpec, lay: Layout, starts, found, data, weights, mask,
+                 valid) -> Fit:
+    """The batched fit of ``lay.padded`` datasets (leading axis on every argument).
+
+    ``starts``: one start per dataset (None with a data-driven start, ``spec.init_fn``);
+    ``found``: ``(padded, k)`` unconstrained starts that replace them where finite (rows of
+    NaN: none), e.g. ``reduced_starts``' result. Both kinds of call share one program.
+    """
+    return _per_device(functools.partial(_solve_device, spec, lay), lay, starts, found, data,
+                       weights, mask, valid)
+
+
+def _reduced_starts(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask,
+                    valid) -> jax.Array:
+    """``(padded, k)``: the optimum of each dataset's reduced problem, found from its start
+    (the start itself where the data block a fit); the model must have a reduced form."""
+    return _per_device(functools.partial(_reduced_device, spec, lay), lay, starts, data,
+                       weights, mask, valid)
 
 
 solve = _xla.jit(_solve_batch, static_argnums=(0, 1))
+reduced_starts = _xla.jit(_reduced_starts, static_argnums=(0, 1))
 
 
 # JAX on CPU uses a host array in place, without copying it, when its memory is aligned to

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxmle.batch import _batch
+from jaxmle.batch import _batch, _tiers
 from jaxmle.core import _clusters, _information, _model, _parameters, _precision, _validation, _xla
 from jaxmle.core._fit import Fit
 from jaxmle.core._objective import ModelForm
@@ -289,8 +289,14 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
     own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
-    return _batch.solve(spec, lay, jax.tree_util.tree_map(pad, starts),
-                        jax.tree_util.tree_map(own, data), own(weights), own(mask), valid)
+    inputs = (jax.tree_util.tree_map(pad, starts), jax.tree_util.tree_map(own, data),
+              own(weights), own(mask), valid)
+    # One transfer to the device serves both programs of a call with the reduced start
+    # (``_tiers``); on CPU, aligned host arrays are still read in place.
+    inputs = jax.device_put(inputs)
+    found = _tiers.found_starts(spec, lay, *inputs)
+    starts, data, weights, mask, valid = inputs
+    return _batch.solve(spec, lay, starts, found, data, weights, mask, valid)
 
 
 def fetch(fits: Fit, batch: int) -> Fit:

@@ -166,11 +166,13 @@ def reduced_start_one(spec: FitSpec, reduction: _reduce.Reduction, z0: jax.Array
 
 
 def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
-              unconstrained: bool = False) -> _loop.LoopState:
+              found: jax.Array | None = None) -> _loop.LoopState:
     """The loop state of one dataset at its start (traceable): ``init`` (or
-    ``spec.init_fn(data)``), or with ``unconstrained`` the flat unconstrained ``init``."""
+    ``spec.init_fn(data)``), or ``found`` (``(k,)``, unconstrained) where it is finite."""
     problem = _problem(spec, data, weights, mask, valid)
-    z0 = init if unconstrained else _initial_z(spec, problem, init)
+    z0 = _initial_z(spec, problem, init)
+    if found is not None:
+        z0 = jnp.where(jnp.all(jnp.isfinite(found)), found, z0)
     return _loop.start(spec.solver, problem.loss, z0, max_iter=spec.max_iter, gtol=spec.gtol,
                        blocked=problem.blocked)
 

@@ -12,9 +12,12 @@ evaluation per iteration:
   on the eigendecomposition ``H = V L V'`` (Dauphin et al., 2014): a descent direction
   whatever the curvature of a far start;
 * a trial is accepted when the loss falls, or stays within its rounding (``64 eps |f|``)
-  while the gradient shrinks, so the iterate keeps approaching an optimum whose loss no
-  longer resolves the last steps; ``mu`` is divided by 4 on acceptance and multiplied by 4
-  (from at least ``1e-3``) on rejection;
+  while the gradient shrinks, or rises by at most ``FLAT`` of itself while the gradient
+  falls to a quarter, so the iterate keeps approaching an optimum whose loss no longer
+  resolves the last steps (a reduced Normal loss from raw statistics carries the rounding
+  of ``sum x^2``, far above ``eps |f|`` when the mean is thousands of SDs from 0); ``mu``
+  is divided by 4 on acceptance and multiplied by 4 (from at least ``1e-3``) on
+  rejection;
 * the loop stops at the relative-gradient test of the fit (``gtol``), after ``max_iter``
   iterations, or once ``mu`` exceeds ``1e8`` (no step gains any more).
 
@@ -31,8 +34,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxmle.core import _loop
+from jaxmle.core._eigh import symmetric_eigh
 
 STUCK_DAMPING = 1e8
+FLAT = 1e-8  # a loss change below this fraction of the loss is no evidence against a step
 
 
 class _State(NamedTuple):
@@ -60,12 +65,14 @@ def minimum(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
     def step(s: _State) -> _State:
         f, g, h = value_grad_hessian(s.trial)
         noise = 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
-        gains = (f < s.f) | ((f <= s.f + noise) & (jnp.linalg.norm(g) < jnp.linalg.norm(s.g)))
+        norm, old_norm = jnp.linalg.norm(g), jnp.linalg.norm(s.g)
+        gains = ((f < s.f) | ((f <= s.f + noise) & (norm < old_norm))
+                 | ((f <= s.f + FLAT * jnp.abs(s.f)) & (norm < 0.25 * old_norm)))
         accept = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(h)) & gains
         keep = lambda new, old: jnp.where(accept, new, old)
         z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
         damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
-        curvature, basis = jnp.linalg.eigh(h)
+        curvature, basis = symmetric_eigh(h)
         curvature = jnp.abs(curvature)
         curvature = curvature + damping * jnp.max(curvature) + tiny
         return _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1)

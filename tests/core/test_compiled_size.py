@@ -2,8 +2,8 @@
 
 XLA's compile time grows with the program it compiles, and the first call of a fit pays it
 (``benchmarks/first_call.py``). These bounds make growth of the Normal batch program visible
-in CI: a change that adds kernels must raise them on purpose. Measured with jax 0.10.2: 215
-kernels (fusions) and 5,428 HLO instructions in ``_batch.solve``'s program.
+in CI: a change that adds kernels must raise them on purpose. Measured with jax 0.10.2: 233
+kernels (fusions) and 6,120-6,150 HLO instructions in ``_batch.solve``'s program.
 """
 
 import jax
@@ -15,8 +15,8 @@ from jaxmle.core import _engine, _xla
 
 # About 10% above the measured size: room for XLA's version-to-version noise, not for a
 # new copy of a derivative pass (about 20 kernels and 600 instructions).
-MAX_KERNELS = 240
-MAX_INSTRUCTIONS = 6_000
+MAX_KERNELS = 255
+MAX_INSTRUCTIONS = 6_700
 
 
 def _compiled_program(batch=512, n=100) -> str:
@@ -28,7 +28,8 @@ def _compiled_program(batch=512, n=100) -> str:
     starts = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(leaf, (batch,)), init)
     program = jax.jit(_batch._solve_batch, static_argnums=(0, 1),
                       compiler_options=_xla.compiler_options())
-    return program.trace(spec, _batch.layout(batch, 64, 1), starts, data, weights, mask,
+    found = np.full((batch, spec.space.n_free), np.nan)
+    return program.trace(spec, _batch.layout(batch, 64, 1), starts, found, data, weights, mask,
                          np.ones(batch, bool)).lower().compile().as_text()
 
 
