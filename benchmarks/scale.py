@@ -6,9 +6,8 @@ Three tables (Newton, float64, SEs included):
    (0, 1) as the number of datasets B doubles (n = 1,000) and as the observations per
    dataset n double (B = 1,000), with the ratio to the previous row (linear growth: about
    2 per doubling; the target is <= 2.2); the fastest of three calls per shape, taken in
-   rounds that visit every shape once. Column "reduced": whether the batch is large enough
-   for the reduced start (``_batch.REDUCE_MIN_ELEMENTS``), which changes the cost per
-   dataset;
+   rounds that visit every shape once (after a first, untimed call: every timed call is a
+   later call of its shape, so every dataset starts at its reduced optimum, ``batch/_tiers``);
 2. memory: peak resident memory of a fresh process that fits B x n datasets, minus the
    same process's peak before the fit (imports and a tiny warm-up fit), against the
    size of the data (target: <= 3x the data plus a fixed overhead);
@@ -87,15 +86,13 @@ def growth(max_datasets: int, max_obs: int, rounds: int = 3) -> None:
             converged[shape] = float(fits.converged.mean())
     print(f"growth (steady s: fastest of {rounds} calls in interleaved rounds; ratio to the row "
           "above; target <= 2.2 per doubling)")
-    print(f"{'B':>8} {'n':>8} {'steady s':>9} {'ratio':>6} {'fits/s':>9} {'converged':>9} "
-          f"{'reduced':>7}")
+    print(f"{'B':>8} {'n':>8} {'steady s':>9} {'ratio':>6} {'fits/s':>9} {'converged':>9}")
     previous_axis, previous = None, None
     for axis, shape in shapes:
         seconds = best[shape]
         ratio = "" if axis != previous_axis else f"{seconds / previous:6.2f}"
-        reduced = "yes" if shape[0] * shape[1] >= _batch.REDUCE_MIN_ELEMENTS else "no"
         print(f"{shape[0]:8,} {shape[1]:8,} {seconds:9.3f} {ratio:>6} {shape[0] / seconds:9,.0f} "
-              f"{converged[shape]:9.4f} {reduced:>7}", flush=True)
+              f"{converged[shape]:9.4f}", flush=True)
         previous_axis, previous = axis, seconds
 
 
