@@ -8,12 +8,9 @@ import importlib.util
 import os
 import pathlib
 import sys
-from collections import OrderedDict
 
 import jax
 import pytest
-
-from jaxmle.batch import _tiers
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -54,14 +51,6 @@ def _release_compiled_programs():
     if _memory_maps() > MAP_BUDGET:
         jax.clear_caches()
         gc.collect()
-
-
-@pytest.fixture(autouse=True)
-def _first_calls_again(monkeypatch):
-    """Every test's first batch of a shape runs from its given start: a later call of a
-    shape starts from the reduced problems' optima (``batch/_tiers``), which would
-    otherwise depend on the tests that ran before."""
-    monkeypatch.setattr(_tiers, "_called", OrderedDict())
 
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -10,7 +10,9 @@ device, the windows (at most 16 chunks each) are solved one after another, each 
    own), when the model is affine in functions of the data (``_reduce``: Normal, Gamma,
    Poisson, linear regression ...). That start is fitted by Newton on sufficient
    statistics from one pass over the data, and the fit on all observations then usually
-   stops at its first stopping test (the engine decides when it pays, ``_engine``).
+   stops at its first stopping test: ``certify``, a program without iterations, then
+   gives the result, and this solve runs only where it leaves a dataset running
+   (``_reduced``).
 2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
    together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of them
    still run; their states are written back, and the lanes of finished datasets take the
@@ -49,11 +51,6 @@ MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills t
 # Continuous batching runs over windows of at most this many chunks, one window after
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
-# A batch of at least this many data elements starts from its reduced problems' optima
-# already in its first call (``reduced_starts``). The start program saves most passes over
-# the data, but its compilation lengthens a first call: it pays back within that call from
-# about 3e7 elements (the measurements are in ``docs/design.md``).
-REDUCE_MIN_ELEMENTS = 2**25
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +211,24 @@ def _solve_window(spec, lay: Layout, window, starts, found, data, weights, mask,
     return over_chunks(finish, (loops,))
 
 
+def _certify_device(spec, lay: Layout, starts, found, data, weights, mask, valid):
+    """``(fits, running)`` of the device's datasets (leading axis ``windows * chunks *
+    chunk``), each started at ``found`` (else its start) and certified there with no
+    iteration, a chunk at a time; ``running``: the stopping test did not stop it."""
+    start = jax.vmap(functools.partial(_solve.start_one, spec))
+    finish = jax.vmap(functools.partial(_solve.finish_one, spec))
+    rows = lambda tree, index: jax.tree_util.tree_map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, index * lay.chunk, lay.chunk), tree)
+
+    def chunk(index):
+        starts_, found_, valid_, *shared = rows((starts, found, valid, data, weights, mask),
+                                                index)
+        loops = start(starts_, *shared, valid_, found=found_)
+        return finish(loops, *shared), _loop.running(loops)
+
+    return _unchunked(jax.lax.map(chunk, jnp.arange(lay.windows * lay.chunks)))
+
+
 def _per_device(solve_device, lay: Layout, *args):
     """``solve_device(*args)`` on each local device's share of ``args`` (leading axis
     ``lay.padded`` on every leaf), the results joined along that axis."""
@@ -246,8 +261,17 @@ def _reduced_starts(spec: _solve.FitSpec, lay: Layout, starts, data, weights, ma
                        weights, mask, valid)
 
 
+def _certify_batch(spec: _solve.FitSpec, lay: Layout, starts, found, data, weights, mask,
+                   valid) -> tuple[Fit, jax.Array]:
+    """``(fits, running)``: every dataset started at ``found`` (``(padded, k)``; NaN rows:
+    its start) and certified there, and ``(padded,)`` True where it would iterate on."""
+    return _per_device(functools.partial(_certify_device, spec, lay), lay, starts, found, data,
+                       weights, mask, valid)
+
+
 solve = _xla.jit(_solve_batch, static_argnums=(0, 1))
 reduced_starts = _xla.jit(_reduced_starts, static_argnums=(0, 1))
+certify = _xla.jit(_certify_batch, static_argnums=(0, 1))
 
 
 # JAX on CPU uses a host array in place, without copying it, when its memory is aligned to

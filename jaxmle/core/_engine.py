@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import optax
 
-from jaxmle.batch import _batch, _tiers
+from jaxmle.batch import _batch, _reduced
 from jaxmle.core import _clusters, _information, _model, _parameters, _precision, _validation, _xla
 from jaxmle.core._fit import Fit
 from jaxmle.core._objective import ModelForm
@@ -240,10 +240,9 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
         One ``Fit`` whose array fields have a leading axis ``B``. A dataset that fails
         (NaN data, too few observations, non-finite likelihood, no convergence) gets its own
         status and leaves every other dataset's result unchanged. For a model affine in
-        functions of its data (Normal, Gamma, Poisson ...), later calls with the same
-        model, options and shapes start each dataset at its sufficient-statistic optimum
-        (``batch/_tiers``): the same estimates to the stopping tolerance, fewer
-        ``n_iter``.
+        functions of its data (Normal, Gamma, Poisson ...), each dataset starts at its
+        sufficient-statistic optimum (``batch/_reduced``): the same estimates to the
+        stopping tolerance as from ``init``, usually with ``n_iter`` 0.
 
     Example:
         >>> import numpy as np
@@ -277,12 +276,13 @@ def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) ->
 
 
 def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask, *,
-             starts=None, copy: bool = False) -> Fit:
+             starts=None, copy: bool = False) -> _reduced.Dispatched:
     """Starts the compiled batched fit of validated host inputs, padded to ``lay.padded``.
 
     Every dataset starts at ``init_values``, or at its own entry of ``starts`` (a pytree
-    like ``init`` with a leading axis ``B``). Returns device arrays at once (JAX dispatches
-    asynchronously): the caller can prepare the next batch while this one runs. JAX may
+    like ``init`` with a leading axis ``B``). Returns at once (JAX dispatches
+    asynchronously; ``fetch`` or ``_reduced.settle`` gives the result): the caller can
+    prepare the next batch while this one runs. JAX may
     read a host array in place while the fit runs; ``copy=True`` hands it copies instead,
     for callers whose caller may reuse its buffers before the fit is fetched.
     """
@@ -295,14 +295,12 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
     own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
     inputs = (jax.tree_util.tree_map(pad, starts), jax.tree_util.tree_map(own, data),
               own(weights), own(mask), valid)
-    # One transfer to the device serves both programs of a call with the reduced start
-    # (``_tiers``); on CPU, aligned host arrays are still read in place.
-    inputs = jax.device_put(inputs)
-    found = _tiers.found_starts(spec, lay, *inputs)
-    starts, data, weights, mask, valid = inputs
-    return _batch.solve(spec, lay, starts, found, data, weights, mask, valid)
+    # One transfer to the device serves every program of the call (``_reduced``); on CPU,
+    # aligned host arrays are still read in place.
+    return _reduced.dispatch(spec, lay, *jax.device_put(inputs))
 
 
-def fetch(fits: Fit, batch: int) -> Fit:
+def fetch(dispatched: _reduced.Dispatched, batch: int) -> Fit:
     """The first ``batch`` datasets of a dispatched fit, as numpy arrays."""
-    return jax.tree_util.tree_map(lambda leaf: leaf[:batch], jax.device_get(fits))
+    fits = jax.device_get(_reduced.settle(dispatched))
+    return jax.tree_util.tree_map(lambda leaf: leaf[:batch], fits)

@@ -291,7 +291,8 @@ def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int
         >>> import numpy as np
         >>> import jaxmle as jm
         >>> X = np.random.default_rng(0).exponential(2.0, size=(4, 50))
-        >>> first = jm.fit_batch(jm.models.exponential, {"rate": 50.0}, X, max_iter=2)
+        >>> first = jm.fit_batch(jm.models.weibull, {"shape": 1.0, "scale": 50.0}, X,
+        ...                      max_iter=2)
         >>> bool(first.converged.any())
         False
         >>> bool(jm.refit(first, X).converged.all())

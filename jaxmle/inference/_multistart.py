@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxmle.batch import _batch, _batched
+from jaxmle.batch import _batch, _batched, _reduced
 from jaxmle.batch._batched import Batched
 from jaxmle.core import _engine, _parameters, _precision, _validation, _xla
 from jaxmle.core._fit import Fit
@@ -141,7 +141,8 @@ def _solve(spec: FitSpec, init_values, user_starts, noise, spread, data, weights
     fixed = dataclasses.replace(spec, init_fn=None)
     chunk = _engine.resolve_chunk_size(chunk_size, fixed, (data, weights, mask))
     lay = _batch.layout(batch * count, chunk, jax.local_device_count())
-    fits = _engine.dispatch(fixed, lay, None, data, weights, mask, starts=flat(points))
+    fits = _reduced.settle(_engine.dispatch(fixed, lay, None, data, weights, mask,
+                                            starts=flat(points)))
     fits = jax.tree_util.tree_map(lambda leaf: leaf[:batch * count].reshape((batch, count, *leaf.shape[1:])),
                                   fits)
     return jax.device_get(_compare_batch(spec, fits))

@@ -33,7 +33,7 @@ from typing import NamedTuple, TextIO
 import jax
 import numpy as np
 
-from jaxmle.batch import _progress, _tiers
+from jaxmle.batch import _progress
 from jaxmle.batch._stream import Block, concat_fits, fit_stream
 from jaxmle.core import _clusters, _precision, _validation
 from jaxmle.core._fit import Fit
@@ -292,17 +292,13 @@ def fit_chunk(rows: GroupedRows, chunk: Chunk, fitter: Callable,
     """Fits the groups of ``chunk``, block by block.
 
     ``fitter(blocks, block_size=...)`` is ``fit_stream`` with the model and options bound.
-    Every block runs as its shape's first call (``batch/_tiers``): a group's result does
-    not depend on the blocks and chunks fitted before it, so a resumed table is the
-    uninterrupted one, byte for byte.
     """
     length, size, members = chunk
     blocks = (rows.block(members[i:i + size], length) for i in range(0, members.size, size))
     fits = []
-    with _tiers.first_calls():
-        for fit in fitter(blocks, block_size=size):
-            fits.append(fit)
-            bar.update(len(fit))
+    for fit in fitter(blocks, block_size=size):
+        fits.append(fit)
+        bar.update(len(fit))
     n_rows = rows.n_rows[members]
     return GroupFits(rows.labels[members], concat_fits(fits), n_rows, n_rows - rows.kept[members])
 

@@ -1,4 +1,7 @@
-"""Scale features: straggler compaction, streaming blocks, devices, the compilation cache."""
+"""Scale features: straggler compaction, streaming blocks, devices, the compilation cache.
+
+These run the full solve (``_batch.solve``) even for the Normal model, which a batch would
+otherwise fit from its reduced optima without iterating (``batch/_reduced``)."""
 
 import io
 import json
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 
 import jaxmle as jm
-from jaxmle.batch import _batch, _tiers
+from jaxmle.batch import _batch, _reduced
 from jaxmle.core import _xla
 from conftest import ESTIMATE_RTOL
 from models import CASES, simulate
@@ -21,9 +24,6 @@ from models import CASES, simulate
 NORMAL = CASES["normal"]
 # Datasets vectorised in groups of different widths round differently in the last bits.
 REGROUP_RTOL = 1e-12
-# From the given start and from the reduced optimum, fits stop at different last iterates
-# that pass the same tests (relative gradient 1e-10): far below a standard error.
-TIER_RTOL = 1e-9
 
 
 def _normal_batch(x, **options):
@@ -40,19 +40,9 @@ def _assert_same_fits(actual, expected, rtol=REGROUP_RTOL):
     np.testing.assert_allclose(actual.loglik, expected.loglik, rtol=rtol)
 
 
-def _assert_same_stream(streamed, whole, block_size):
-    """A stream's first block is its shape's first call; later blocks start from their
-    reduced optima (``batch/_tiers``): the same estimates to the stopping tolerance, after
-    at most one iteration on all observations."""
-    first = np.arange(len(whole)) < block_size
-    _assert_same_fits(streamed[first], whole[first])
-    later, expected = streamed[~first], whole[~first]
-    np.testing.assert_array_equal(later.status, expected.status)
-    assert (later.n_iter <= 1).all()
-    for key in ("mu", "sigma"):
-        np.testing.assert_allclose(later.params[key], expected.params[key], rtol=TIER_RTOL)
-        np.testing.assert_allclose(later.se[key], expected.se[key], rtol=TIER_RTOL)
-    np.testing.assert_allclose(later.loglik, expected.loglik, rtol=REGROUP_RTOL)
+@pytest.fixture(autouse=True)
+def _full_solve(monkeypatch):
+    monkeypatch.setattr(_reduced, "reducible", lambda spec, data: False)
 
 
 @pytest.fixture(scope="module")
@@ -120,12 +110,10 @@ def test_windows_read_their_own_datasets(straggling):
 def test_compiler_options_do_not_change_a_fit(straggling, monkeypatch):
     # jaxmle compiles with its own XLA CPU options (_xla: other code emitters, YNNPACK for
     # dot products only); the same batch compiled with XLA's defaults must give the same
-    # fits. Different code may round differently: 1e-10 relative. Both run as first calls
-    # of their shape (``_tiers``), from the given start.
-    with _tiers.first_calls():
-        ours = _normal_batch(straggling, chunk_size=32)
-        monkeypatch.setattr(_batch, "solve", jax.jit(_batch._solve_batch, static_argnums=(0, 1)))
-        defaults = _normal_batch(straggling, chunk_size=32)
+    # fits. Different code may round differently: 1e-10 relative.
+    ours = _normal_batch(straggling, chunk_size=32)
+    monkeypatch.setattr(_batch, "solve", jax.jit(_batch._solve_batch, static_argnums=(0, 1)))
+    defaults = _normal_batch(straggling, chunk_size=32)
     _assert_same_fits(ours, defaults, rtol=1e-10)
 
 
@@ -195,7 +183,7 @@ def test_stream_equals_one_call_and_compiles_once(straggling):
     blocks += list(stream)
     assert len(traces) == traced_first_block
     assert [len(b) for b in blocks] == [24, 24, 16]
-    _assert_same_stream(jm.concat_fits(blocks), whole, 24)
+    _assert_same_fits(jm.concat_fits(blocks), whole)
 
 
 def test_stream_reads_copies_of_blocks_whose_buffer_the_caller_refills(straggling):
@@ -214,7 +202,7 @@ def test_stream_reads_copies_of_blocks_whose_buffer_the_caller_refills(stragglin
     streamed = jm.concat_fits(jm.fit_stream(NORMAL.log_density, NORMAL.init, refilled(24),
                                             block_size=24, chunk_size=32,
                                             constraints=NORMAL.constraints))
-    _assert_same_stream(streamed, whole, 24)
+    _assert_same_fits(streamed, whole)
 
 
 def test_padding_is_one_aligned_copy_and_full_batches_are_not_copied():
@@ -280,31 +268,40 @@ def _run_python(code: str, env_extra: dict) -> str:
 
 
 @pytest.mark.heavy
-def test_batch_spreads_over_four_local_devices_with_unchanged_results(tmp_path, straggling):
+def test_batch_spreads_over_four_local_devices_with_unchanged_results(tmp_path, straggling,
+                                                                     monkeypatch):
+    # Both paths: the full solve, then the reduced start with its certification.
     np.save(tmp_path / "x.npy", straggling)
     out = _run_python(f"""
         import json, jax, numpy as np, jaxmle as jm
-        from jaxmle.batch import _batch, _tiers
-        from jaxmle.core import _xla
+        from jaxmle.batch import _batch, _reduced
         from jax.scipy import stats
         x = np.load({str(tmp_path / "x.npy")!r})
         ld = lambda p, x: stats.norm.logpdf(x, p["mu"], p["sigma"])
-        fits = jm.fit_batch(ld, {{"mu": 0.0, "sigma": 1.0}}, x, constraints={{"sigma": jm.positive}},
-                            chunk_size=32)
-        np.savez({str(tmp_path / "fits.npz")!r}, mu=fits.params["mu"], sigma=fits.params["sigma"],
-                 se=fits.se["sigma"], status=fits.status, n_iter=fits.n_iter)
+        fit = lambda: jm.fit_batch(ld, {{"mu": 0.0, "sigma": 1.0}}, x,
+                                   constraints={{"sigma": jm.positive}}, chunk_size=32)
+        reduced = fit()
+        _reduced.reducible = lambda spec, data: False
+        for name, fits in (("full", fit()), ("reduced", reduced)):
+            np.savez({str(tmp_path)!r} + f"/{{name}}.npz", mu=fits.params["mu"],
+                     sigma=fits.params["sigma"], se=fits.se["sigma"], status=fits.status,
+                     n_iter=fits.n_iter)
         print(json.dumps({{"devices": jax.local_device_count(),
                           "layout": _batch.layout(len(x), 32, jax.local_device_count()).devices}}))
         """, {"XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"})
     report = json.loads(out.strip().splitlines()[-1])
     assert report == {"devices": 4, "layout": 4}
-    sharded = np.load(tmp_path / "fits.npz")
-    single = _normal_batch(straggling, chunk_size=32)
-    np.testing.assert_array_equal(sharded["status"], single.status)
-    np.testing.assert_array_equal(sharded["n_iter"], single.n_iter)
-    np.testing.assert_allclose(sharded["mu"], single.params["mu"], rtol=REGROUP_RTOL)
-    np.testing.assert_allclose(sharded["sigma"], single.params["sigma"], rtol=REGROUP_RTOL)
-    np.testing.assert_allclose(sharded["se"], single.se["sigma"], rtol=REGROUP_RTOL)
+    for name in ("full", "reduced"):
+        if name == "reduced":
+            monkeypatch.undo()
+        sharded = np.load(tmp_path / f"{name}.npz")
+        single = _normal_batch(straggling, chunk_size=32)
+        assert (single.n_iter > 0).all() == (name == "full")
+        np.testing.assert_array_equal(sharded["status"], single.status)
+        np.testing.assert_array_equal(sharded["n_iter"], single.n_iter)
+        np.testing.assert_allclose(sharded["mu"], single.params["mu"], rtol=REGROUP_RTOL)
+        np.testing.assert_allclose(sharded["sigma"], single.params["sigma"], rtol=REGROUP_RTOL)
+        np.testing.assert_allclose(sharded["se"], single.se["sigma"], rtol=REGROUP_RTOL)
 
 
 @pytest.mark.heavy

@@ -8,7 +8,6 @@ below as computing nothing with JAX.
 """
 
 import inspect
-from collections import OrderedDict
 
 import jax
 import numpy as np
@@ -16,7 +15,6 @@ import pytest
 from jax.scipy import stats
 
 import jaxmle as jm
-from jaxmle.batch import _tiers
 
 N = 80
 B = 3
@@ -106,11 +104,8 @@ def _floats(result):
 
 
 @pytest.mark.parametrize("name", list(PUBLIC_CALLS))
-def test_results_are_float64_with_x64_off(name, monkeypatch):
+def test_results_are_float64_with_x64_off(name):
     reference = _floats(PUBLIC_CALLS[name]())
-    # Both runs as first calls of their shapes (a later call starts batches from their
-    # reduced optima, ``batch/_tiers``).
-    monkeypatch.setattr(_tiers, "_called", OrderedDict())
     with jax.enable_x64(False):
         assert not jax.config.jax_enable_x64
         result = _floats(PUBLIC_CALLS[name]())

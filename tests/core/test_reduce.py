@@ -9,7 +9,6 @@ from jax.scipy import stats
 from jax.scipy.special import logsumexp
 
 import jaxmle as jm
-from jaxmle.batch import _batch
 from jaxmle.core import _reduce
 from conftest import ESTIMATE_RTOL, SE_RTOL
 
@@ -100,14 +99,8 @@ def test_densities_that_are_not_affine_in_functions_of_the_data_have_no_reductio
     assert _reduction(log_density, params, data) is None
 
 
-@pytest.fixture
-def reduce_every_batch(monkeypatch):
-    monkeypatch.setattr(_batch, "REDUCE_MIN_ELEMENTS", 0)
-
-
 @pytest.mark.heavy
-def test_reduced_start_batches_converge_on_all_observations_in_at_most_one_iteration(
-        reduce_every_batch):
+def test_reduced_start_batches_converge_on_all_observations_in_at_most_one_iteration():
     # Ragged Normal datasets (padding holds values far outside the data) with weights.
     batch, n = 48, 320
     rng = np.random.default_rng(3)
@@ -128,7 +121,7 @@ def test_reduced_start_batches_converge_on_all_observations_in_at_most_one_itera
 
 
 @pytest.mark.heavy
-def test_reduced_start_gives_the_fit_of_the_unreduced_path(reduce_every_batch):
+def test_reduced_start_gives_the_fit_of_the_unreduced_path():
     # From (1, 1), where xlogy's derivative rule is not kept in the reduced form.
     x = np.random.default_rng(4).gamma(2.5, 1 / 1.7, size=(40, 256))
     constraints = {"shape": jm.positive, "rate": jm.positive}

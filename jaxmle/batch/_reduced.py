@@ -1,0 +1,78 @@
+"""Batches of a model affine in functions of its data: the reduced start, then certification.
+
+For such a model (``_reduce``: Normal, Gamma, Poisson, exponential, linear regression ...)
+each dataset's log-likelihood is first maximised on its sufficient statistics
+(``_batch.reduced_starts``: one pass over the data, then a small Newton with no cost per
+observation). At that optimum the fit on all observations usually passes its stopping
+test at once, so the call runs a program with no iterations at all (``_batch.certify``:
+each dataset's start, stopping test and certification). Only where a dataset is left
+running there (the reduced optimum missed the stopping test on all observations, or
+the reduced problem could not be fitted) does the whole batch go on to the full solve
+(``_batch.solve``) from the same starts.
+
+The two small programs compile in less time than the full solve's iteration loop, so a
+first call is shorter, and they run faster too (``docs/design.md``). A dataset's result
+is the full solve's from that start (the same start, stopping test and certification),
+and it does not depend on what the process fitted before.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxmle.batch import _batch
+from jaxmle.core import _solve
+from jaxmle.core._fit import Fit
+
+
+class Dispatched(NamedTuple):
+    """A batched fit on its way (device arrays, not waited for).
+
+    ``fits`` is the result unless ``running`` (``(padded,)`` bool, or None) marks a dataset
+    the certification left running; ``solve()`` then dispatches the full solve.
+    """
+
+    fits: Fit
+    running: jax.Array | None = None
+    solve: Callable[[], Fit] | None = None
+
+
+@functools.lru_cache(maxsize=256)
+def _reducible(spec: _solve.FitSpec, data_one: tuple) -> bool:
+    treedef, structs = data_one
+    return _solve.reduction_for(spec, jax.tree_util.tree_unflatten(treedef, structs)) is not None
+
+
+def reducible(spec: _solve.FitSpec, data) -> bool:
+    """Whether the model has a reduced form at the shapes of one dataset of ``data``
+    (leading batch axis); remembered per model, options and shapes."""
+    leaves, treedef = jax.tree_util.tree_flatten(data)
+    structs = tuple(jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype) for leaf in leaves)
+    return _reducible(spec, (treedef, structs))
+
+
+def dispatch(spec: _solve.FitSpec, lay: _batch.Layout, starts, data, weights, mask,
+             valid) -> Dispatched:
+    """The batched fit of padded device inputs (``lay.padded`` rows): by the reduced start
+    and certification where the model allows (module notes), else by the full solve from
+    the given starts."""
+    if not reducible(spec, data):
+        found = np.full((lay.padded, spec.space.n_free), np.nan, jnp.result_type(float))
+        return Dispatched(_batch.solve(spec, lay, starts, found, data, weights, mask, valid))
+    found = _batch.reduced_starts(spec, lay, starts, data, weights, mask, valid)
+    fits, running = _batch.certify(spec, lay, starts, found, data, weights, mask, valid)
+    return Dispatched(fits, running, functools.partial(_batch.solve, spec, lay, starts, found,
+                                                       data, weights, mask, valid))
+
+
+def settle(dispatched: Dispatched) -> Fit:
+    """The batch's ``Fit`` (device arrays): the certified one, or, where a dataset was left
+    running, the full solve's (waits for the certification to decide)."""
+    if dispatched.running is not None and np.any(np.asarray(dispatched.running)):
+        return dispatched.solve()
+    return dispatched.fits
