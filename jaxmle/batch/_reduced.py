@@ -11,7 +11,8 @@ the reduced problem could not be fitted) does the whole batch go on to the full 
 (``_batch.solve``) from the same starts.
 
 The two small programs compile in less time than the full solve's iteration loop, so a
-first call is shorter, and they run faster too (``docs/design.md``). A dataset's result
+first call is shorter, and they run faster too; on the first call for a shape the
+certification compiles on a thread while the reduced start compiles (``docs/design.md``). A dataset's result
 is the full solve's from that start (the same start, stopping test and certification),
 and it does not depend on what the process fitted before.
 """
@@ -19,6 +20,7 @@ and it does not depend on what the process fitted before.
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Callable, NamedTuple
 
 import jax
@@ -56,6 +58,37 @@ def reducible(spec: _solve.FitSpec, data) -> bool:
     return _reducible(spec, (treedef, structs))
 
 
+_compiled_ahead: set = set()  # keys of ``_certification_ahead`` already compiled
+
+
+def _certification_ahead(spec: _solve.FitSpec, lay: _batch.Layout, inputs):
+    """The first time for these shapes, a started thread that compiles the certification
+    while this thread compiles the reduced start (the two compilations overlap); else
+    None. A failure there is left to the certification's own call to raise."""
+    starts, data, weights, mask, valid = inputs
+    leaves, treedef = jax.tree_util.tree_flatten(inputs)
+    key = (spec, lay, treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves))
+    if key in _compiled_ahead:
+        return None
+    _compiled_ahead.add(key)
+    struct = lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype)
+    found = jax.ShapeDtypeStruct((lay.padded, spec.space.n_free), jnp.result_type(float))
+    args = jax.tree_util.tree_map(struct, (starts, found, data, weights, mask, valid))
+
+    x64 = jax.config.jax_enable_x64  # this thread's precision (a thread-local setting)
+
+    def compile_ahead():
+        try:
+            with jax.enable_x64(x64):
+                _batch.certify.compile_ahead(spec, lay, *args)
+        except Exception:  # noqa: BLE001 - the call itself compiles again and raises
+            _compiled_ahead.discard(key)
+
+    thread = threading.Thread(target=compile_ahead, daemon=True)
+    thread.start()
+    return thread
+
+
 def dispatch(spec: _solve.FitSpec, lay: _batch.Layout, starts, data, weights, mask,
              valid) -> Dispatched:
     """The batched fit of padded device inputs (``lay.padded`` rows): by the reduced start
@@ -64,7 +97,10 @@ def dispatch(spec: _solve.FitSpec, lay: _batch.Layout, starts, data, weights, ma
     if not reducible(spec, data):
         found = np.full((lay.padded, spec.space.n_free), np.nan, jnp.result_type(float))
         return Dispatched(_batch.solve(spec, lay, starts, found, data, weights, mask, valid))
+    ahead = _certification_ahead(spec, lay, (starts, data, weights, mask, valid))
     found = _batch.reduced_starts(spec, lay, starts, data, weights, mask, valid)
+    if ahead is not None:
+        ahead.join()
     fits, running = _batch.certify(spec, lay, starts, found, data, weights, mask, valid)
     return Dispatched(fits, running, functools.partial(_batch.solve, spec, lay, starts, found,
                                                        data, weights, mask, valid))

@@ -102,4 +102,16 @@ def jit(function, **options):
                     raise
                 return compiled(False, small)(*args)
 
+    def compile_ahead(*args):
+        """Compiles for ``args`` (arrays or ``jax.ShapeDtypeStruct``) without running:
+        a later call with such arguments finds its program compiled."""
+        small = _small([arg for i, arg in enumerate(args) if i not in static])
+        try:
+            compiled(_options_accepted, small).trace(*args).lower().compile()
+        except jax.errors.JaxRuntimeError as error:
+            if not _unknown_options(error):
+                raise
+            compiled(False, small).trace(*args).lower().compile()
+
+    call.compile_ahead = compile_ahead
     return call

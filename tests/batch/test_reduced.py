@@ -2,6 +2,8 @@
 starts at its reduced problem's optimum and is certified there; the full solve runs only
 where a dataset is left running, and its estimates are those of the full solve."""
 
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -111,3 +113,23 @@ def test_compiler_options_do_not_change_the_reduced_path(monkeypatch):
     for key in ("shape", "rate"):
         np.testing.assert_allclose(defaults.params[key], ours.params[key], rtol=1e-10)
         np.testing.assert_allclose(defaults.se[key], ours.se[key], rtol=1e-10)
+
+
+@pytest.fixture
+def compiles_logged():
+    jax.config.update("jax_log_compiles", True)
+    yield
+    jax.config.update("jax_log_compiles", False)
+
+
+def test_the_certification_is_compiled_once_beside_the_reduced_start(caplog, compiles_logged):
+    # Compiled ahead on a thread while the reduced start compiles, in the precision the
+    # call enters (float64 here, where x64 is off outside it): the call then finds it
+    # compiled (a second compile would be logged).
+    x = np.random.default_rng(16).gamma(2.5, 1 / 1.7, size=(24, 301))
+    with jax.enable_x64(False), caplog.at_level(logging.WARNING):
+        fits = _gamma_batch(x)
+    compiles = [r.getMessage() for r in caplog.records
+                if r.getMessage().startswith("Compiling jit(_certify_batch)")]
+    assert len(compiles) == 1 and "float64" in compiles[0]
+    assert fits.converged.all() and (fits.n_iter == 0).all()
