@@ -138,7 +138,7 @@ def _solve_device(spec, lay: Layout, starts, found, data, weights, mask, valid) 
 
 def _reduced_device(spec, lay: Layout, starts, data, weights, mask, valid) -> jax.Array:
     """``(windows * chunks * chunk, k)``: each dataset's start moved to its reduced
-    problem's optimum (``_solve.reduced_start_one``). The statistics are computed a chunk at
+    problem's optimum (``_solve.reduced_optima``). The statistics are computed a chunk at
     a time; the reduced problems' Newton loop (no cost per observation) runs over all the
     device's datasets at once."""
     one = jax.tree_util.tree_map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype),
@@ -150,7 +150,7 @@ def _reduced_device(spec, lay: Layout, starts, data, weights, mask, valid) -> ja
     z0, stats, blocked = _unchunked(jax.lax.map(
         lambda index: inputs(*rows((starts, data, weights, mask, valid), index)),
         jnp.arange(lay.windows * lay.chunks)))
-    return jax.vmap(functools.partial(_solve.reduced_start_one, spec, form))(z0, stats, blocked)
+    return _solve.reduced_optima(spec, form, z0, stats, blocked)
 
 
 def _solve_window(spec, lay: Layout, window, starts, found, data, weights, mask,

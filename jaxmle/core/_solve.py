@@ -18,7 +18,7 @@ observations. With several local optima, the subsample's fit decides which one t
 fit reaches from the given start (``jm.multistart`` explores starts; batches are not
 subsampled).
 
-The reduced start (``reduced_inputs_one`` and ``reduced_start_one``, used by large
+The reduced start (``reduced_inputs_one`` and ``reduced_optima``, used by large
 batches, see ``_batch``): when the log-density is affine in functions of the data
 (``_reduce``), the log-likelihood computed from sufficient statistics (one pass over the
 data, then no cost per observation) is first minimised by the small Newton of
@@ -142,7 +142,7 @@ def reduced_inputs_one(spec: FitSpec, reduction: _reduce.Reduction, init, data, 
                        mask, valid=True):
     """One dataset's unconstrained start ``init`` (or ``spec.init_fn(data)``), its
     statistics (one pass over its active observations) and its pre-solve status: the
-    inputs of ``reduced_start_one`` (traceable)."""
+    inputs of ``reduced_optima`` (traceable)."""
     problem = _problem(spec, data, weights, mask, valid)
     z0 = _initial_z(spec, problem, init)
     lik = problem.lik
@@ -151,18 +151,21 @@ def reduced_inputs_one(spec: FitSpec, reduction: _reduce.Reduction, init, data, 
     return z0, stats, problem.blocked
 
 
-def reduced_start_one(spec: FitSpec, reduction: _reduce.Reduction, z0: jax.Array, stats,
-                      blocked: jax.Array) -> jax.Array:
-    """The optimum of one dataset's reduced problem (its log-likelihood from the
-    statistics ``stats``), found from ``z0`` by the start minimiser (``_start_newton``);
-    ``z0`` itself for a blocked dataset or a non-finite loss (traceable; no cost per
-    observation)."""
-    reduced = Likelihood(lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats),
-                         log_prior_of(spec.model, spec.space), None, None, None, None)
-    loss = objective(reduced)
-    z, ok = _start_newton.minimum(loss.value_grad_hessian, z0, gtol=spec.gtol,
-                                  max_iter=REDUCED_MAX_ITER)
-    return jnp.where(ok & (blocked == RUNNING), z, z0)
+def reduced_optima(spec: FitSpec, reduction: _reduce.Reduction, z0: jax.Array, stats,
+                   blocked: jax.Array) -> jax.Array:
+    """``(B, k)``: the optimum of each dataset's reduced problem (its log-likelihood from
+    its statistics ``stats``, leading axis ``B`` like ``z0`` and ``blocked``), found from
+    its row of ``z0`` by the start minimiser (``_start_newton``); that row itself for a
+    blocked dataset or a non-finite loss (traceable; no cost per observation)."""
+    def derivatives(z, stats):
+        reduced = Likelihood(
+            lambda z: _reduce.loglik(reduction, spec.space.to_constrained(z), stats),
+            log_prior_of(spec.model, spec.space), None, None, None, None)
+        return objective(reduced).value_grad_hessian(z)
+
+    z, ok = _start_newton.minima(lambda z: jax.vmap(derivatives)(z, stats), z0, gtol=spec.gtol,
+                                 max_iter=REDUCED_MAX_ITER)
+    return jnp.where((ok & (blocked == RUNNING))[:, None], z, z0)
 
 
 def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,

@@ -1,5 +1,5 @@
 """A small Newton minimiser for start points: the optimum of a cheap auxiliary problem
-(a large batch's reduced problem, ``core/_solve.reduced_start_one``) from which the fit on
+(a large batch's reduced problems, ``core/_solve.reduced_optima``) from which the fit on
 all observations then starts.
 
 Its result is a start, not an estimate: the fit that follows applies its own stopping test
@@ -27,6 +27,7 @@ traced and compiled once.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -50,38 +51,53 @@ class _State(NamedTuple):
     count: jax.Array    # evaluations so far
 
 
-def minimum(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
-            max_iter: int) -> tuple[jax.Array, jax.Array]:
-    """``(z, ok)``: the point the loop stops at (``(k,)``) and whether its loss is finite
-    (``z0`` is returned when it is not). ``value_grad_hessian(z) -> (loss, (k,), (k, k))``;
-    traceable."""
-    dtype = z0.dtype
+def _advance(s: _State, f, g, h, *, gtol: float, max_iter: int) -> _State:
+    """One lane's iteration, given the loss, gradient and Hessian at its trial point; a
+    no-op on a lane that has stopped (``_going``)."""
+    dtype = s.z.dtype
     tiny = jnp.finfo(dtype).tiny
-    k = z0.shape[0]
-    state = _State(z0, jnp.full((), jnp.inf, dtype), jnp.zeros_like(z0),
-                   jnp.zeros((k, k), dtype), z0,
-                   jnp.zeros((), dtype), jnp.zeros((), jnp.int32))
+    noise = 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
+    norm, old_norm = jnp.linalg.norm(g), jnp.linalg.norm(s.g)
+    gains = ((f < s.f) | ((f <= s.f + noise) & (norm < old_norm))
+             | ((f <= s.f + FLAT * jnp.abs(s.f)) & (norm < 0.25 * old_norm)))
+    accept = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(h)) & gains
+    keep = lambda new, old: jnp.where(accept, new, old)
+    z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
+    damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
+    curvature, basis = symmetric_eigh(h)
+    curvature = jnp.abs(curvature)
+    curvature = curvature + damping * jnp.max(curvature) + tiny
+    new = _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1)
+    going = _going(s, gtol=gtol, max_iter=max_iter)
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(going, a, b), new, s)
 
-    def step(s: _State) -> _State:
-        f, g, h = value_grad_hessian(s.trial)
-        noise = 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
-        norm, old_norm = jnp.linalg.norm(g), jnp.linalg.norm(s.g)
-        gains = ((f < s.f) | ((f <= s.f + noise) & (norm < old_norm))
-                 | ((f <= s.f + FLAT * jnp.abs(s.f)) & (norm < 0.25 * old_norm)))
-        accept = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(h)) & gains
-        keep = lambda new, old: jnp.where(accept, new, old)
-        z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
-        damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
-        curvature, basis = symmetric_eigh(h)
-        curvature = jnp.abs(curvature)
-        curvature = curvature + damping * jnp.max(curvature) + tiny
-        return _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1)
 
-    def going(s: _State) -> jax.Array:
-        return (s.count == 0) | ((s.count < max_iter) & (s.damping < STUCK_DAMPING)
-                                 & jnp.isfinite(s.f)
-                                 & (_loop.relative_gradient(s.z, s.f, s.g) > gtol))
+def _going(s: _State, *, gtol: float, max_iter: int) -> jax.Array:
+    """Whether a lane goes on: before its first evaluation, or below its cap with a finite
+    loss that fails the fit's relative-gradient test while some step may still gain."""
+    return (s.count == 0) | ((s.count < max_iter) & (s.damping < STUCK_DAMPING)
+                             & jnp.isfinite(s.f)
+                             & (_loop.relative_gradient(s.z, s.f, s.g) > gtol))
 
-    out = _loop.repeat(step, state, going)
+
+def minima(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
+           max_iter: int) -> tuple[jax.Array, jax.Array]:
+    """``(z, ok)``: for each row of ``z0`` (``(B, k)``, one problem per row) the point its
+    loop stops at, and whether its loss there is finite (the start is returned where it is
+    not). ``value_grad_hessian(z) -> ((B,), (B, k), (B, k, k))`` evaluates every row at once
+    (e.g. a ``vmap``). The lanes step together until none goes on; traceable.
+
+    The loop is written over lanes, not as a ``vmap`` of a one-problem loop: batching a
+    traced loop re-traces its body until the batched parts of its state settle, which made
+    tracing this loop several times longer."""
+    dtype, (lanes, k) = z0.dtype, z0.shape
+    state = _State(z0, jnp.full((lanes,), jnp.inf, dtype), jnp.zeros_like(z0),
+                   jnp.zeros((lanes, k, k), dtype), z0,
+                   jnp.zeros((lanes,), dtype), jnp.zeros((lanes,), jnp.int32))
+    options = dict(gtol=gtol, max_iter=max_iter)
+    advance = jax.vmap(functools.partial(_advance, **options))
+    going = jax.vmap(functools.partial(_going, **options))
+    out = _loop.repeat(lambda s: advance(s, *value_grad_hessian(s.trial)), state,
+                       lambda s: jnp.any(going(s)))
     ok = jnp.isfinite(out.f)
-    return jnp.where(ok, out.z, z0), ok
+    return jnp.where(ok[:, None], out.z, z0), ok

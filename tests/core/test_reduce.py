@@ -1,5 +1,5 @@
 """Sufficient statistics found in the log-density's code (``_reduce``) and the reduced start
-of large batches (``_solve.reduced_start_one``)."""
+of large batches (``_solve.reduced_optima``)."""
 
 import jax
 import jax.numpy as jnp
