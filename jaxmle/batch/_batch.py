@@ -43,11 +43,13 @@ from jaxmle.core._fit import Fit
 from jaxmle.core._status import Status
 
 STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets still run
-# A chunk's data and per-observation derivative terms should stay in cache: measured on
-# the project's quiet 2-core CPU, the best chunks were 128-256 Normal datasets (k = 2) of
-# 1,000 observations and 32-64 logistic-regression datasets (k = 5) of the same n.
+# A chunk's data and per-observation derivative terms should stay in cache, while each
+# chunk carries enough work to amortise the launch of a round's many small kernels.
+# Measured on the project's 2-core CPU (steady calls, ``docs/design.md``): logistic
+# regressions (1,000 observations) were fastest at 96-128 datasets per chunk for k = 5
+# and at 32 for k = 20; Weibull and Normal batches at 128 (Weibull 7-27% slower at 256).
 CHUNK_BYTES = 8 * 2**20
-MIN_CHUNK, MAX_CHUNK = 1, 256  # one dataset per chunk when a single one fills the cache
+MIN_CHUNK, MAX_CHUNK = 1, 128  # one dataset per chunk when a single one fills the cache
 # Continuous batching runs over windows of at most this many chunks, one window after
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
@@ -74,10 +76,10 @@ class Layout:
 def auto_chunk_size(bytes_per_dataset: int, n_obs: int | None, n_free: int) -> int:
     """Datasets per chunk: a power of two whose working set is about ``CHUNK_BYTES``.
 
-    The working set of a dataset is its data plus the ``k (k + 1)`` forward tangents per
-    observation of a Hessian pass (``k`` free parameters).
+    The working set of a dataset is its data plus ``k`` derivative terms per observation
+    (``k`` free parameters): a Hessian pass reduces its ``k x k`` products as it goes.
     """
-    per_dataset = bytes_per_dataset + 8 * (n_obs or 1) * n_free * (n_free + 1)
+    per_dataset = bytes_per_dataset + 8 * (n_obs or 1) * n_free
     chunk = 2 ** round(np.log2(max(CHUNK_BYTES / per_dataset, 1.0)))
     return int(min(MAX_CHUNK, max(MIN_CHUNK, chunk)))
 
