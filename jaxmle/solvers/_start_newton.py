@@ -42,6 +42,8 @@ FLAT = 1e-8  # a loss change below this fraction of the loss is no evidence agai
 
 
 class _State(NamedTuple):
+    """One lane's state; ``minima`` carries every field with a leading lane axis."""
+
     z: jax.Array        # (k,) best point so far
     f: jax.Array        # its loss (inf before the first evaluation)
     g: jax.Array        # (k,) its gradient
