@@ -7,6 +7,7 @@ import pytest
 from jax.scipy import stats
 
 import jaxmle as jm
+from jaxmle.batch import _batch
 from models import CASES, simulate
 
 NORMAL = CASES["normal"]
@@ -156,3 +157,15 @@ def test_integer_init_and_unjitted_run_agree():
     assert jitted.converged and eager.converged
     np.testing.assert_allclose(eager.params["rate"], jitted.params["rate"], rtol=1e-12)
     np.testing.assert_allclose(eager.se["rate"], jitted.se["rate"], rtol=1e-10)
+
+
+@pytest.mark.parametrize("n_obs, n_free, bytes_per_dataset, expected", [
+    (1_000, 2, 8_000, 128),       # Normal, Weibull: fastest at 128 (docs/design.md)
+    (1_000, 5, 48_000, 128),      # logistic regression, k = 5: fastest at 96-128
+    (1_000, 20, 168_000, 32),     # k = 20: fastest at 32
+    (64_000, 2, 512_000, 4),      # long datasets: a few per chunk
+    (100, 2, 800, 128),           # short ones: capped (Weibull slower at 256)
+    (10**6, 3, 8 * 10**6, 1),     # one dataset fills the cache
+    (None, 4, 64, 128)])          # scalar-form densities
+def test_chunk_sizes_follow_the_measured_optima(n_obs, n_free, bytes_per_dataset, expected):
+    assert _batch.auto_chunk_size(bytes_per_dataset, n_obs, n_free) == expected
