@@ -6,8 +6,8 @@ Three tables (Newton, float64, SEs included):
    (0, 1) as the number of datasets B doubles (n = 1,000) and as the observations per
    dataset n double (B = 1,000), with the ratio to the previous row (linear growth: about
    2 per doubling; the target is <= 2.2); the fastest of three calls per shape, taken in
-   rounds that visit every shape once (after a first, untimed call: every timed call is a
-   later call of its shape, so every dataset starts at its reduced optimum, ``batch/_tiers``);
+   rounds that visit every shape once, after a first, untimed call (every dataset starts
+   at its reduced optimum and is certified there, ``batch/_reduced``);
 2. memory: peak resident memory of a fresh process that fits B x n datasets, minus the
    same process's peak before the fit (imports and a tiny warm-up fit), against the
    size of the data (target: <= 3x the data plus a fixed overhead);
@@ -16,7 +16,7 @@ Three tables (Newton, float64, SEs included):
    the rest), fitted with straggler compaction and with it turned off (each chunk then
    runs as long as its slowest dataset), against the same batch without stragglers. A
    Weibull density has no sufficient statistics, so every dataset iterates on its data (a
-   Normal batch this large starts every dataset at its reduced optimum: no stragglers).
+   Normal batch starts every dataset at its reduced optimum: no stragglers).
 
 Run:  python benchmarks/scale.py [--max-datasets 100000] [--max-obs 100000] [--quick]
 """
