@@ -7,10 +7,15 @@ against 50-digit arithmetic), at ``1e11`` by 2e-4, so the likelihood of light-ta
 which rises towards the Normal's as ``df`` grows, turned to noise long before it levelled
 off, and a fit ran on to "gains" that were rounding. The negative binomial approaching the
 Poisson (``size -> infinity``) cancels the same way.
+
+``softplus`` carries its derivative as a rule of its own: the rule of ``jnp.logaddexp``,
+differentiated twice for a Hessian, evaluates more exponentials per observation than the
+sigmoid and its ``s (1 - s)``.
 """
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax.scipy import special
 
@@ -42,3 +47,17 @@ def log_gamma_ratio(a, x):
                 + _stirling_remainder(big + x) - _stirling_remainder(big))
     direct = special.gammaln(small + x) - special.gammaln(small) - x * jnp.log(small)
     return jnp.where(large, stirling, direct)
+
+
+@jax.custom_jvp
+def softplus(x):
+    """``log(1 + exp(x))``, stable for any ``x``; its derivative is ``sigmoid(x)`` (whose own
+    derivative is ``s (1 - s)``), fewer exponentials than ``jnp.logaddexp(0, x)``'s rule
+    (module notes; ``docs/design.md``)."""
+    return jnp.logaddexp(x, 0.0)
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (x,), (tangent,) = primals, tangents
+    return softplus(x), jax.nn.sigmoid(x) * tangent

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import special, stats
 
-from jaxmle._special import log_gamma_ratio
+from jaxmle._special import log_gamma_ratio, softplus
 from jaxmle.core._constraints import ordered, positive, simplex, unit_interval
 from jaxmle.core._model import Model
 
@@ -412,7 +412,7 @@ student_t = _ready(
 def _logistic_regression_log_density(params, data):
     X, y = data
     eta = X @ params["beta"]
-    return y * eta - jnp.logaddexp(0.0, eta)
+    return y * eta - softplus(eta)
 
 
 logistic_regression = _ready(

@@ -1,6 +1,7 @@
 """``jaxmle._special.log_gamma_ratio`` against independent forms: scipy's ``gammaln`` where
 its own rounding is small, exact sums of ``log1p`` for whole ``x``, and an exact identity
-linking the half steps; across the switch to Stirling's series and far beyond it."""
+linking the half steps; across the switch to Stirling's series and far beyond it.
+``softplus`` and its derivatives against ``jnp.logaddexp``'s."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from jaxmle._special import STIRLING_FROM, log_gamma_ratio
+from jaxmle._special import STIRLING_FROM, log_gamma_ratio, softplus
 
 # Below the switch the result carries gammaln's rounding, eps * gammaln(a + x) <= ~1e-13 for
 # a + x <= 400; from the switch on, no term grows with a and the rounding is of the result.
@@ -54,3 +55,14 @@ def test_derivatives_are_finite_on_both_branches():
     a = 1e6
     np.testing.assert_allclose(float(grad(jnp.float64(a), jnp.float64(3.0))), -3.0 / a ** 2,
                                rtol=1e-5)
+
+
+def test_softplus_and_its_derivatives_equal_logaddexp_s():
+    # Values from -745 (exp underflows) to 745 (exp overflows), and the first two
+    # derivatives of both forms by automatic differentiation: the same functions, so equal
+    # to rounding (relative 1e-15; the second derivative underflows to 0 in both at the ends).
+    x = jnp.asarray([-745.0, -50.0, -1.0, -1e-8, 0.0, 1e-8, 0.3, 2.0, 37.0, 700.0, 745.0])
+    ours, theirs = softplus, lambda v: jnp.logaddexp(v, 0.0)
+    for _ in range(3):  # the value, then the first and second derivatives
+        np.testing.assert_allclose(jax.vmap(ours)(x), jax.vmap(theirs)(x), rtol=1e-15, atol=0)
+        ours, theirs = jax.grad(ours), jax.grad(theirs)
