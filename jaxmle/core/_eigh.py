@@ -18,23 +18,38 @@ import jax
 import jax.numpy as jnp
 
 
-def symmetric_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric ``(k, k)`` matrix."""
-    if matrix.shape[-1] != 2:
-        return jnp.linalg.eigh(matrix)
+def _rotation(matrix: jax.Array):
+    """``(first, second, cos, sin)`` of a symmetric 2 x 2 ``matrix``: the diagonal after
+    the Jacobi rotation ``[[cos, sin], [-sin, cos]]`` that zeroes its off-diagonal entry."""
     a, b, c = matrix[0, 0], 0.5 * (matrix[0, 1] + matrix[1, 0]), matrix[1, 1]
-    # The rotation [[cos, sin], [-sin, cos]] zeroes b when t = tan(angle) is the smaller root
-    # of t^2 + 2 tau t - 1 = 0, tau = (c - a) / (2 b); then the diagonal is (a - t b, c + t b).
+    # The rotation zeroes b when t = tan(angle) is the smaller root of
+    # t^2 + 2 tau t - 1 = 0, tau = (c - a) / (2 b); then the diagonal is (a - t b, c + t b).
     diagonal = b == 0
     tau = (c - a) / (2.0 * jnp.where(diagonal, 1.0, b))
     t = jnp.where(tau >= 0, 1.0, -1.0) / (jnp.abs(tau) + jnp.sqrt(1.0 + tau * tau))
     t = jnp.where(diagonal, 0.0, t)
     cos = 1.0 / jnp.sqrt(1.0 + t * t)
-    sin = t * cos
-    first, second = a - t * b, c + t * b
+    return a - t * b, c + t * b, cos, t * cos
+
+
+def symmetric_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric ``(k, k)`` matrix."""
+    if matrix.shape[-1] != 2:
+        return jnp.linalg.eigh(matrix)
+    first, second, cos, sin = _rotation(matrix)
     swap = second < first
     eigenvalues = jnp.where(swap, jnp.stack([second, first]), jnp.stack([first, second]))
     column_first, column_second = jnp.stack([cos, -sin]), jnp.stack([sin, cos])
     vectors = jnp.where(swap, jnp.stack([column_second, column_first], axis=1),
                         jnp.stack([column_first, column_second], axis=1))
     return eigenvalues, vectors
+
+
+def unordered_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``symmetric_eigh`` without the ascending order (a 2 x 2 matrix skips the swap), for
+    callers that treat every eigenpair alike."""
+    if matrix.shape[-1] != 2:
+        return jnp.linalg.eigh(matrix)
+    first, second, cos, sin = _rotation(matrix)
+    return jnp.stack([first, second]), jnp.stack([jnp.stack([cos, -sin]),
+                                                  jnp.stack([sin, cos])], axis=1)

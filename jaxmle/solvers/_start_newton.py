@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmle.core import _loop
-from jaxmle.core._eigh import symmetric_eigh
+from jaxmle.core._eigh import unordered_eigh
 
 STUCK_DAMPING = 1e8
 FLAT = 1e-8  # a loss change below this fraction of the loss is no evidence against a step
@@ -66,7 +66,7 @@ def _advance(s: _State, f, g, h, *, gtol: float, max_iter: int) -> _State:
     keep = lambda new, old: jnp.where(accept, new, old)
     z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
     damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
-    curvature, basis = symmetric_eigh(h)
+    curvature, basis = unordered_eigh(h)
     curvature = jnp.abs(curvature)
     curvature = curvature + damping * jnp.max(curvature) + tiny
     new = _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1)

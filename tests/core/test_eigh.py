@@ -1,10 +1,11 @@
-"""The closed-form 2 x 2 symmetric eigendecomposition against LAPACK (numpy)."""
+"""The closed-form 2 x 2 symmetric eigendecomposition against LAPACK (numpy), sorted and
+unordered."""
 
 import jax
 import numpy as np
 import pytest
 
-from jaxmle.core._eigh import symmetric_eigh
+from jaxmle.core._eigh import symmetric_eigh, unordered_eigh
 
 
 def _two_by_two_cases():
@@ -40,3 +41,18 @@ def test_other_sizes_use_lapack(k):
     eigenvalues, vectors = symmetric_eigh(matrix)
     np.testing.assert_allclose(eigenvalues, np.linalg.eigvalsh(matrix), rtol=1e-15)
     np.testing.assert_allclose(vectors @ np.diag(eigenvalues) @ vectors.T, matrix, atol=1e-15)
+
+
+def test_unordered_two_by_two_is_the_sorted_one_up_to_the_order():
+    matrices = _two_by_two_cases()
+    ordered = jax.jit(jax.vmap(symmetric_eigh))(matrices)
+    eigenvalues, vectors = map(np.asarray, jax.jit(jax.vmap(unordered_eigh))(matrices))
+    # Each pair is the sorted pair or the sorted pair swapped (the same rotation, compiled
+    # apart: equal to rounding, 4 eps of the largest entry as above).
+    swapped = eigenvalues[:, 0] > eigenvalues[:, 1]
+    order = np.where(swapped[:, None], [1, 0], [0, 1])
+    eps, scale = np.finfo(float).eps, np.abs(matrices).max(axis=(1, 2))[:, None]
+    difference = np.abs(np.take_along_axis(eigenvalues, order, 1) - ordered[0]) / scale
+    assert difference.max() <= 4 * eps, difference.max()
+    np.testing.assert_allclose(np.take_along_axis(vectors, order[:, None, :], 2), ordered[1],
+                               rtol=0, atol=4 * eps)
