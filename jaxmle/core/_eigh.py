@@ -32,24 +32,22 @@ def _rotation(matrix: jax.Array):
     return a - t * b, c + t * b, cos, t * cos
 
 
-def symmetric_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric ``(k, k)`` matrix."""
-    if matrix.shape[-1] != 2:
-        return jnp.linalg.eigh(matrix)
-    first, second, cos, sin = _rotation(matrix)
-    swap = second < first
-    eigenvalues = jnp.where(swap, jnp.stack([second, first]), jnp.stack([first, second]))
-    column_first, column_second = jnp.stack([cos, -sin]), jnp.stack([sin, cos])
-    vectors = jnp.where(swap, jnp.stack([column_second, column_first], axis=1),
-                        jnp.stack([column_first, column_second], axis=1))
-    return eigenvalues, vectors
-
-
 def unordered_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """``symmetric_eigh`` without the ascending order (a 2 x 2 matrix skips the swap), for
-    callers that treat every eigenpair alike."""
+    """Eigenvalues and eigenvectors (columns) of a symmetric ``(k, k)`` matrix in no
+    particular order (a 2 x 2 matrix skips the sort), for callers that treat every
+    eigenpair alike."""
     if matrix.shape[-1] != 2:
         return jnp.linalg.eigh(matrix)
     first, second, cos, sin = _rotation(matrix)
     return jnp.stack([first, second]), jnp.stack([jnp.stack([cos, -sin]),
                                                   jnp.stack([sin, cos])], axis=1)
+
+
+def symmetric_eigh(matrix: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Eigenvalues (ascending) and eigenvectors (columns) of a symmetric ``(k, k)`` matrix."""
+    if matrix.shape[-1] != 2:
+        return jnp.linalg.eigh(matrix)
+    eigenvalues, vectors = unordered_eigh(matrix)
+    swap = eigenvalues[1] < eigenvalues[0]
+    return (jnp.where(swap, eigenvalues[::-1], eigenvalues),
+            jnp.where(swap, vectors[:, ::-1], vectors))

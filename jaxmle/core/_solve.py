@@ -163,9 +163,9 @@ def reduced_optima(spec: FitSpec, reduction: _reduce.Reduction, z0: jax.Array, s
             log_prior_of(spec.model, spec.space), None, None, None, None)
         return objective(reduced).value_grad_hessian(z)
 
-    z, ok = _start_newton.minima(lambda z: jax.vmap(derivatives)(z, stats), z0, gtol=spec.gtol,
-                                 max_iter=REDUCED_MAX_ITER)
-    return jnp.where((ok & (blocked == RUNNING))[:, None], z, z0)
+    z, _ = _start_newton.minima(lambda z: jax.vmap(derivatives)(z, stats), z0, gtol=spec.gtol,
+                                max_iter=REDUCED_MAX_ITER)  # z0 where the loss is not finite
+    return jnp.where((blocked == RUNNING)[:, None], z, z0)
 
 
 def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
