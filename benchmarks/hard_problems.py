@@ -32,8 +32,9 @@ Columns, per solver and variant:
   relative), or at a point whose Hessian is not positive semidefinite.
 * ``missed``: starts some other solver solves and this one does not.
 * ``median it`` / ``evals``: iterations and derivative evaluations, medians over the
-  starts the solver solves: Hessian passes for jaxmle Newton (iterations + 1) and
-  trust-exact, Jacobians for scipy LM, steps + 1 for optimistix, iterations + 1 for
+  starts the solver solves: Hessian passes for jaxmle Newton (iterations + 1; a fit
+  that Newton's path failed and a second fit solved, ``core/_retry``, counts that fit's
+  BFGS iterations too) and trust-exact, Jacobians for scipy LM, steps + 1 for optimistix, iterations + 1 for
   jaxmle's BFGS / L-BFGS (their line-search evaluations are not counted);
   ``time``: total seconds of the compiled calls (a second call of each fit).
 
@@ -378,6 +379,23 @@ def table(records, solvers, variants) -> str:
     return "\n".join(lines)
 
 
+def paired_iterations(records, solver: str, peer: str) -> str:
+    """Median iterations of ``solver`` and ``peer`` over the starts both solve (the table's
+    medians are over each solver's own solved starts, which differ)."""
+    key = lambda r: (r["collection"], r["variant"], r["problem"], r["start"])
+    solved = {(key(r), r["solver"]): r["iterations"] for r in records if r["solved"]}
+    lines = [f"| set | starts both solve | {solver} median it | {peer} median it |",
+             "|---|---|---|---|"]
+    for collection, variant in sorted({key(r)[:2] for r in records}):
+        both = [k for (k, s) in solved if s == solver and k[:2] == (collection, variant)
+                and (k, peer) in solved]
+        if both:
+            median = lambda s: statistics.median(solved[(k, s)] for k in both)
+            lines.append(f"| {collection} / {variant} | {len(both)} | {median(solver):g} | "
+                         f"{median(peer):g} |")
+    return "\n".join(lines)
+
+
 def failures(records, solver: str) -> str:
     """The starts ``solver`` does not solve, with the solvers that do."""
     key = lambda r: (r["collection"], r["problem"], r["start"], r["variant"])
@@ -406,6 +424,9 @@ def report(records, solvers, variants) -> str:
              "solved starts; time is the sum of compiled calls.")
     lines = ["## Hard problems: `python benchmarks/hard_problems.py --write-results`", "",
              textwrap.fill(intro, 92), table(records, solvers, variants)]
+    if {"newton", "trust-exact"} <= set(solvers):
+        lines += ["", "Newton against scipy's trust-exact on the starts both solve:", "",
+                  paired_iterations(records, "newton", "trust-exact")]
     if "newton" in solvers:
         lines += ["", "Starts jaxmle's Newton does not solve (and who does):", "", "```",
                   failures(records, "newton"), "```"]

@@ -9,6 +9,7 @@ with fitting on the device.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
 
@@ -102,8 +103,14 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
                              "batch axis; every block must match")
         # The caller's code runs while this block is fitted (and may refill the
         # arrays it yielded): the fit reads copies.
+        # Datasets that Newton fails are fitted again once the block is fetched
+        # (``_engine.retried``), from copies of their data.
+        retry = functools.partial(_engine.retried, spec=spec, init_values=init_values,
+                                  data=_host_copy(data), weights=_host_copy(weights),
+                                  mask=_host_copy(mask), chunk_size=chunk_size,
+                                  default_cap=max_iter is None)
         running = (_engine.dispatch(spec, lay, init_values, data, weights, mask,
-                                    copy=True), size)
+                                    copy=True), size, retry)
         if pending is not None:
             yield _finished(pending, bar)
         pending = running
@@ -112,9 +119,14 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
     bar.close()
 
 
-def _finished(dispatched: tuple[Fit, int], bar: _progress.Progress | _progress.Callback) -> Fit:
-    fits = _engine.fetch(*dispatched)
-    bar.update(dispatched[1])
+def _host_copy(tree):
+    return jax.tree_util.tree_map(np.array, tree)
+
+
+def _finished(pending: tuple, bar: _progress.Progress | _progress.Callback) -> Fit:
+    dispatched, size, retry = pending
+    fits = retry(_engine.fetch(dispatched, size))
+    bar.update(size)
     return fits
 
 

@@ -14,7 +14,8 @@ import numpy as np
 import optax
 
 from jaxmle.batch import _batch, _reduced
-from jaxmle.core import _clusters, _information, _model, _parameters, _precision, _validation, _xla
+from jaxmle.core import (_clusters, _information, _model, _parameters, _precision, _retry,
+                         _validation, _xla)
 from jaxmle.core._fit import Fit
 from jaxmle.core._objective import ModelForm
 from jaxmle.core._solve import FitSpec, fit_one
@@ -166,7 +167,11 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         init: starting values, any pytree of floats/arrays in the user's coordinates, or a
             callable ``init(data) -> pytree`` for data-dependent starts.
         data: any pytree of arrays, passed to ``log_density`` untouched (no NaN allowed).
-        method: ``"newton"`` (damped Newton, exact Hessian; the default and most robust),
+        method: ``"newton"`` (damped Newton, exact Hessian; the default and most robust:
+            where its path ends without a certified optimum, BOUNDARY, SINGULAR_HESSIAN,
+            STALLED, NONFINITE or MAX_ITER at the default cap, the data are fitted again by
+            BFGS from the start and Newton from where BFGS stopped, and that fit is
+            returned where it is CONVERGED at a higher log-likelihood, ``core/_retry``),
             ``"bfgs"``, ``"lbfgs"``, or an ``optax.GradientTransformation`` (gradient ascent
             on the mean log-likelihood per observation with that optimiser).
         constraints: None, one constraint, or a pytree matching ``init`` (a dict may name
@@ -210,7 +215,9 @@ def fit(log_density: Callable, init, data, *, method="newton", constraints=None,
         log_density, init, data, method=method, constraints=constraints,
         log_prior=log_prior, cov=cov, weights=weights, mask=None, max_iter=max_iter,
         gtol=gtol, precision=precision, batched=False, clusters=clusters)
-    return jax.device_get(_fit_compiled(spec, init_values, data, weights, None))
+    fit_from = lambda spec, init: jax.device_get(_fit_compiled(spec, init, data, weights, None))
+    return _retry.single(fit_from(spec, init_values), spec, init_values,
+                         default_cap=max_iter is None, fit_from=fit_from)
 
 
 @_precision.public
@@ -235,6 +242,8 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
             and derivative terms stay in cache, at most 256). A dataset that needs
             many iterations holds up one slot of a chunk, not the batch (``_batch``);
             Newton's default ``max_iter`` is 1,000 here, against 10,000 in ``fit``.
+            The datasets whose Newton fit fails are fitted again as in ``fit``, together,
+            after the batch.
 
     Returns:
         One ``Fit`` whose array fields have a leading axis ``B``. A dataset that fails
@@ -261,7 +270,23 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
     batch = _validation.batch_size_of(data)
     chunk_size = resolve_chunk_size(chunk_size, spec, (data, weights, mask))
     lay = _batch.layout(batch, chunk_size, jax.local_device_count())
-    return fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
+    fits = fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
+    return retried(fits, spec, init_values, data, weights, mask, chunk_size,
+                   default_cap=max_iter is None)
+
+
+def retried(fits: Fit, spec: FitSpec, init_values, data, weights, mask, chunk_size: int, *,
+            default_cap: bool) -> Fit:
+    """A fetched batch ``fits`` of the validated host inputs, with the second fit of each
+    dataset that Newton failed where that is better (``_retry``)."""
+    def fit_rows(spec, init, starts, data, weights, mask):
+        # The count of rows rounded up to a power of two: a few layouts serve every retry.
+        rows = _validation.batch_size_of(data)
+        lay = _batch.layout(1 << (rows - 1).bit_length(), chunk_size, jax.local_device_count())
+        return fetch(dispatch(spec, lay, init, data, weights, mask, starts=starts), rows)
+
+    return _retry.batch(fits, spec, init_values, data, weights, mask, default_cap=default_cap,
+                        fit_rows=fit_rows)
 
 
 def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) -> int:

@@ -35,7 +35,8 @@ class Fit(Batched):
         n_iter: iterations used on all observations (a single fit of 2^20 or more
             observations first iterates on a subsample for its start, a large batch of
             a model with sufficient statistics on those; see ``_solve``). 0 means the
-            start passed the stopping test.
+            start passed the stopping test. A Newton fit fitted again after a failure
+            (``core/_retry``) counts the iterations of its BFGS and Newton stages.
         grad_norm: max-norm of the objective's gradient in unconstrained coordinates.
         n_obs: number of (weighted, unmasked) observations; None for a scalar log-density.
         n_params: number of free parameters (a simplex of m entries has m - 1).
