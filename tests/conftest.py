@@ -69,3 +69,11 @@ def load_example(name: str, folder: str = "examples"):
     finally:
         sys.path.remove(str(EXAMPLES))
     return module
+
+
+@pytest.fixture
+def newton_path_only(monkeypatch):
+    """Newton's own path: no second fit after a failure (``core/_retry``), so that a test
+    of one of Newton's rules fails when the rule does."""
+    from jaxmle.core import _retry
+    monkeypatch.setattr(_retry, "applies", lambda spec: False)

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 import jaxmle as jm
-from jaxmle.core import _retry
 from conftest import load_example
 
 HARD = load_example("hard_problems", "benchmarks")
@@ -15,6 +14,15 @@ HARD = load_example("hard_problems", "benchmarks")
 def _case(name, start):
     (case,) = [c for c in HARD.cases(names={name}) if c.start == start]
     return case
+
+
+def _solved_by_default_fit(name, start, variant):
+    """The outcome of ``jm.fit``'s defaults on the start, asserted CONVERGED and solved."""
+    case = _case(name, start)
+    outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
+    assert outcome.label == "CONVERGED", outcome
+    assert HARD.solved(case, outcome, case.f_min), outcome
+    return outcome
 
 
 # (problem, start, variant), each failed by the previous Newton (MAX_ITER at its cap of
@@ -37,11 +45,8 @@ CASES = [
 
 
 @pytest.mark.parametrize("name, start, variant", CASES)
-def test_hard_starts_reach_the_known_minimum(name, start, variant):
-    case = _case(name, start)
-    outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
-    assert outcome.label == "CONVERGED", outcome
-    assert HARD.solved(case, outcome, case.f_min), outcome
+def test_hard_starts_reach_the_known_minimum(name, start, variant, newton_path_only):
+    outcome = _solved_by_default_fit(name, start, variant)
     assert outcome.iterations > 100  # the default budget goes by progress
 
 
@@ -72,21 +77,19 @@ SHORT = [
 
 
 @pytest.mark.parametrize("name, start, variant, status", SHORT)
-def test_a_loss_still_falling_fast_is_not_reported_converged(name, start, variant, status):
+def test_a_loss_still_falling_fast_is_not_reported_converged(name, start, variant, status,
+                                                              newton_path_only):
     case = _case(name, start)
     outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
     assert outcome.label == status, outcome
     assert HARD.solved(case, outcome, case.f_min), outcome
 
 
-def test_the_first_step_must_earn_a_good_ratio():
+def test_the_first_step_must_earn_a_good_ratio(newton_path_only):
     # NIST Eckerle4 from its first start: a long first step lowered the loss a little by
     # moving the Gaussian peak off the data, onto a plateau with zero gradient
     # (SINGULAR_HESSIAN after one step); MINPACK solves it from there.
-    case = _case("Eckerle4", "start 1")
-    outcome = HARD.run_jaxmle(case, "ls", "newton", repeat=False)
-    assert outcome.label == "CONVERGED", outcome
-    assert HARD.solved(case, outcome, case.f_min), outcome
+    _solved_by_default_fit("Eckerle4", "start 1", "ls")
 
 
 @pytest.mark.parametrize("name, start, variant, status, most", [
@@ -99,9 +102,8 @@ def test_the_first_step_must_earn_a_good_ratio():
     ("Bard", "10x", "gauss", "BOUNDARY", 100),
 ])
 def test_a_newton_path_that_misses_the_minimum_says_why(name, start, variant, status, most,
-                                                        monkeypatch):
-    # Newton's own path, without the second fit that then solves both (below).
-    monkeypatch.setattr(_retry, "applies", lambda spec: False)
+                                                        newton_path_only):
+    # Without the second fit, which then solves both (below).
     case = _case(name, start)
     outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
     assert not HARD.solved(case, outcome, case.f_min)
@@ -123,10 +125,7 @@ RETRIED = [
 
 @pytest.mark.parametrize("name, start, variant", RETRIED)
 def test_a_second_fit_reaches_the_minimum_newton_missed(name, start, variant):
-    case = _case(name, start)
-    outcome = HARD.run_jaxmle(case, variant, "newton", repeat=False)
-    assert outcome.label == "CONVERGED", outcome
-    assert HARD.solved(case, outcome, case.f_min), outcome
+    _solved_by_default_fit(name, start, variant)
 
 
 def test_a_batch_keeps_the_shorter_cap():

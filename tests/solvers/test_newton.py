@@ -26,6 +26,7 @@ def test_shift_for_length_reaches_the_target_from_above():
     assert ratio.min() >= 1 - 1e-12 and np.median(ratio) < 1 + 1e-6 and ratio.max() < 1.05
 
 
+@pytest.mark.usefixtures("newton_path_only")
 def test_gamma_from_a_far_start_wastes_few_evaluations():
     # From (1, 1) the pure Newton step overshoots (scaled length ~70 against ~18 accepted):
     # halving each rejected step and returning to pure Newton inside the trusted radius
@@ -44,6 +45,7 @@ def _fit_normal(x, init):
     return jm.fit(_normal, init, x, constraints={"sigma": jm.positive})
 
 
+@pytest.mark.usefixtures("newton_path_only")
 @pytest.mark.parametrize("loc, scale", [(1e6, 1e3), (-3e5, 50.0), (1e8, 1.0)])
 def test_curvature_of_a_far_start_is_forgotten(loc, scale):
     # From (0, 1) the curvature in log sigma is ~1e12-1e16 times its value at the optimum;
@@ -59,6 +61,7 @@ def test_curvature_of_a_far_start_is_forgotten(loc, scale):
     np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
 
 
+@pytest.mark.usefixtures("newton_path_only")
 def test_a_step_below_the_rounding_of_the_estimate_is_stationary():
     # Data at 1e8 with sd 1: float64 spaces mu by 1.5e-8, so the gradient at the best
     # representable mu stays ~n * 7e-9 and the Newton decrement ~2e-7: no decrement
@@ -72,6 +75,7 @@ def test_a_step_below_the_rounding_of_the_estimate_is_stationary():
     np.testing.assert_allclose(fit.params["sigma"], x.std(), rtol=1e-9)
 
 
+@pytest.mark.usefixtures("newton_path_only")
 def test_a_start_at_a_saddle_point_leaves_it_along_negative_curvature():
     # loglik = -(a^2 - b^2 + b^4): (0, 0) has a zero gradient and curvature -2 in b; the
     # maxima are at b = +-1/sqrt(2). Stopping on the gradient there ended SINGULAR_HESSIAN.
@@ -80,6 +84,7 @@ def test_a_start_at_a_saddle_point_leaves_it_along_negative_curvature():
     np.testing.assert_allclose(np.abs(fit.params), [0.0, 1 / np.sqrt(2)], atol=1e-10)
 
 
+@pytest.mark.usefixtures("newton_path_only")
 def test_a_fit_whose_every_trial_fails_stalls_long_before_the_cap():
     # The log-likelihood is finite only at the start: every trial step is rejected and the
     # radius shrinks until a step is below the rounding of z (17 iterations here).
@@ -88,6 +93,7 @@ def test_a_fit_whose_every_trial_fails_stalls_long_before_the_cap():
     assert fit.status == jm.Status.STALLED and 0 < fit.n_iter <= 30
     assert float(fit.params) == 1.0
 
+@pytest.mark.usefixtures("newton_path_only")
 def test_a_tiny_sigma_far_below_the_start_is_reached():
     # sd 1e-10 from sigma = 1: log sigma must fall by 23 (the LM-damped Newton ended at its
     # cap of 100 iterations; now 61).
