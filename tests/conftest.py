@@ -77,3 +77,11 @@ def newton_path_only(monkeypatch):
     of one of Newton's rules fails when the rule does."""
     from jaxmle.core import _retry
     monkeypatch.setattr(_retry, "applies", lambda spec: False)
+
+
+@pytest.fixture
+def compiles_logged():
+    """JAX logs each compilation (``Compiling jit(...)``, level WARNING) while the test runs."""
+    jax.config.update("jax_log_compiles", True)
+    yield
+    jax.config.update("jax_log_compiles", False)

@@ -105,7 +105,7 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
         # arrays it yielded): the fit reads copies.
         # Datasets that Newton fails are fitted again once the block is fetched
         # (``_engine.retried``), from copies of their data.
-        retry = functools.partial(_engine.retried, spec=spec, init_values=init_values,
+        retry = functools.partial(_engine.retried, spec=spec, lay=lay, init_values=init_values,
                                   data=_host_copy(data), weights=_host_copy(weights),
                                   mask=_host_copy(mask), chunk_size=chunk_size,
                                   default_cap=max_iter is None)

@@ -271,22 +271,30 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
     chunk_size = resolve_chunk_size(chunk_size, spec, (data, weights, mask))
     lay = _batch.layout(batch, chunk_size, jax.local_device_count())
     fits = fetch(dispatch(spec, lay, init_values, data, weights, mask), batch)
-    return retried(fits, spec, init_values, data, weights, mask, chunk_size,
+    return retried(fits, spec, lay, init_values, data, weights, mask, chunk_size,
                    default_cap=max_iter is None)
 
 
-def retried(fits: Fit, spec: FitSpec, init_values, data, weights, mask, chunk_size: int, *,
-            default_cap: bool) -> Fit:
-    """A fetched batch ``fits`` of the validated host inputs, with the second fit of each
-    dataset that Newton failed where that is better (``_retry``)."""
-    def fit_rows(spec, init, starts, data, weights, mask):
+def retried(fits: Fit, spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask,
+            chunk_size: int, *, default_cap: bool) -> Fit:
+    """A fetched batch ``fits`` of the validated host inputs (fitted in layout ``lay``),
+    with the second fit of each dataset that Newton failed where that is better
+    (``_retry``). Its Newton stage runs the batch's own compiled solve (layout ``lay``)."""
+    def bfgs_rows(data, weights, mask):
         # The count of rows rounded up to a power of two: a few layouts serve every retry.
         rows = _validation.batch_size_of(data)
-        lay = _batch.layout(1 << (rows - 1).bit_length(), chunk_size, jax.local_device_count())
-        return fetch(dispatch(spec, lay, init, data, weights, mask, starts=starts), rows)
+        small = _batch.layout(1 << (rows - 1).bit_length(), chunk_size, jax.local_device_count())
+        return fetch(dispatch(_retry.prelude(spec), small, init_values, data, weights, mask), rows)
 
-    return _retry.batch(fits, spec, init_values, data, weights, mask, default_cap=default_cap,
-                        fit_rows=fit_rows)
+    def newton_rows(found, data, weights, mask):
+        rows = _validation.batch_size_of(data)
+        found = np.concatenate([found, np.full((lay.padded - rows, found.shape[1]), np.nan)])
+        starts, data, weights, mask, valid = _device_inputs(lay, init_values, data, weights, mask)
+        fits = _batch.solve(spec, lay, starts, found, data, weights, mask, valid)
+        return jax.tree_util.tree_map(lambda leaf: leaf[:rows], jax.device_get(fits))
+
+    return _retry.batch(fits, spec, data, weights, mask, default_cap=default_cap,
+                        bfgs_rows=bfgs_rows, newton_rows=newton_rows)
 
 
 def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) -> int:
@@ -311,6 +319,14 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
     read a host array in place while the fit runs; ``copy=True`` hands it copies instead,
     for callers whose caller may reuse its buffers before the fit is fetched.
     """
+    return _reduced.dispatch(spec, lay, *_device_inputs(lay, init_values, data, weights, mask,
+                                                        starts=starts, copy=copy))
+
+
+def _device_inputs(lay: _batch.Layout, init_values, data, weights, mask, *, starts=None,
+                   copy: bool = False):
+    """``(starts, data, weights, mask, valid)`` of validated host inputs, padded to
+    ``lay.padded`` rows and on the device (``dispatch`` has the conventions)."""
     batch = _validation.batch_size_of(data)
     valid = np.arange(lay.padded) < batch
     if starts is None:
@@ -322,7 +338,7 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
               own(weights), own(mask), valid)
     # One transfer to the device serves every program of the call (``_reduced``); on CPU,
     # aligned host arrays are still read in place.
-    return _reduced.dispatch(spec, lay, *jax.device_put(inputs))
+    return jax.device_put(inputs)
 
 
 def fetch(dispatched: _reduced.Dispatched, batch: int) -> Fit:

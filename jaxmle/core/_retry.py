@@ -2,22 +2,27 @@
 
 Newton's trust region follows its own path from a far start; where that path ends without
 a certified optimum (BOUNDARY, SINGULAR_HESSIAN, STALLED, NONFINITE, or MAX_ITER at the
-default cap), another method's path from the same start often reaches one. ``jm.fit``
-and ``jm.fit_batch`` then fit again: BFGS from the start (its default cap), and Newton
-from BFGS's last iterate (its own start where that is not finite), so the result is
-Newton's, certified as any Newton fit. The second fit replaces the first only where it is
-CONVERGED and its log-likelihood is not below the first's: a first fit that reached a
-higher likelihood keeps it (Powell's singular function: Newton reaches RSS 1e-30 at a
-singular Hessian, BFGS stops at 1e-21, where its Hessian still looks definite).
+default cap), another method's path from the same start often reaches one. ``jm.fit``,
+``jm.fit_batch`` and ``jm.fit_stream`` then fit again: BFGS from the start (its default
+cap), and Newton from BFGS's last iterate where that is finite, so the result is Newton's,
+certified as any Newton fit. The second fit replaces the first only where it is CONVERGED
+and its log-likelihood exceeds the first's by more than ``GAIN`` times the stopping
+tolerance (relative): a first fit that reached a higher likelihood keeps it (Powell's
+singular function: Newton reaches RSS 1e-30 at a singular Hessian, BFGS stops at 1e-21,
+where its Hessian still looks definite), and so does one that stopped BOUNDARY near a
+supremum at infinity.
 
 On ``benchmarks/hard_problems.py`` (Moré-Garbow-Hillstrom and NIST StRD) the second fit
 turns six of the eight starts that Newton missed and a peer solved into certified minima
 (Beale from 10x and 100x, Bard from 10x with sigma free, Gaussian from 100x, Biggs EXP6
 from 1x, NIST Hahn1 from its first start with sigma free); RESULTS.md has the tables.
 
-The second fit is a program of its own, compiled and run only when a first fit fails, so
-a call whose fits all converge costs nothing more. ``n_iter`` of a replaced fit counts
-the iterations of both of its stages.
+A call whose fits all converge costs nothing more. Where one fails, the BFGS stage is a
+program of its own, compiled on the first failure for the shapes, also where the retry
+cannot help (df of a Student-t running off to infinity; ``docs/performance.md`` has the
+cost); a batch's Newton stage reruns the batch's own compiled solve from the BFGS ends
+(the failed rows in the batch's layout, the rest blocked). ``n_iter`` of a replaced fit
+counts the iterations of both of its stages.
 """
 
 from __future__ import annotations
@@ -102,13 +107,14 @@ def single(fit: Fit, spec: _solve.FitSpec, init, *, default_cap: bool, fit_from)
     return better(fit, second, True, spec.gtol)
 
 
-def batch(fits: Fit, spec: _solve.FitSpec, init, data, weights, mask, *, default_cap: bool,
-          fit_rows) -> Fit:
+def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: bool,
+          bfgs_rows, newton_rows) -> Fit:
     """``fits`` (host arrays, leading axis ``B``) with each failed dataset's second fit
     taken where it is better (module notes).
 
-    ``fit_rows(spec, init, starts, data, weights, mask)`` fits a batch (``starts``: one
-    start per dataset, or None for ``init``) and returns it as host arrays.
+    ``bfgs_rows(data, weights, mask)`` fits rows of the batch's inputs by BFGS from their
+    starts; ``newton_rows(found, data, weights, mask)`` fits them by Newton from ``found``
+    (``(R, k)`` unconstrained, NaN rows: the start); both return host arrays.
     """
     retried = failed(fits.status, default_cap) if applies(spec) else None
     if retried is None or not retried.any():
@@ -116,12 +122,12 @@ def batch(fits: Fit, spec: _solve.FitSpec, init, data, weights, mask, *, default
     rows = np.flatnonzero(retried)
     take = lambda tree: jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[rows], tree)
     data, weights, mask = take(data), take(weights), take(mask)
-    bfgs = fit_rows(prelude(spec), init, None, data, weights, mask)
-    # A non-finite BFGS end is no start: that row's Newton stage stops at once
-    # (NONFINITE_START) and keeps its first fit.
-    second = fit_rows(newton_from_points(spec), None, bfgs.params, data, weights, mask)
+    bfgs = bfgs_rows(data, weights, mask)
+    found = np.asarray(jax.vmap(spec.space.to_unconstrained)(bfgs.params))
+    restarted = np.all(np.isfinite(found), axis=1)  # a non-finite BFGS end is no start
+    second = newton_rows(np.where(restarted[:, None], found, np.nan), data, weights, mask)
     second = dataclasses.replace(second, n_iter=second.n_iter + bfgs.n_iter)
-    merged = better(take(fits), second, np.ones(len(rows), bool), spec.gtol)
+    merged = better(take(fits), second, restarted, spec.gtol)
 
     def put(whole, part):
         whole = np.array(whole)

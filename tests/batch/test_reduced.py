@@ -115,13 +115,6 @@ def test_compiler_options_do_not_change_the_reduced_path(monkeypatch):
         np.testing.assert_allclose(defaults.se[key], ours.se[key], rtol=1e-10)
 
 
-@pytest.fixture
-def compiles_logged():
-    jax.config.update("jax_log_compiles", True)
-    yield
-    jax.config.update("jax_log_compiles", False)
-
-
 def test_the_certification_is_compiled_once_beside_the_reduced_start(caplog, compiles_logged):
     # Compiled ahead on a thread while the reduced start compiles, in the precision the
     # call enters (float64 here, where x64 is off outside it): the call then finds it

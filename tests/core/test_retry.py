@@ -1,6 +1,7 @@
 """The second fit where Newton fails (``core/_retry``): when it runs, and what it replaces."""
 
 import dataclasses
+import logging
 
 import numpy as np
 
@@ -53,6 +54,20 @@ def test_a_batch_fits_again_only_the_datasets_newton_failed(monkeypatch):
         assert fits.n_iter[row] == first.n_iter[row]
     np.testing.assert_allclose(fits.params["x"], np.broadcast_to(case.x_min, (3, 2)), rtol=1e-9)
     assert np.isfinite(fits.se["x"]).all()
+
+
+def test_a_batch_compiles_only_the_bfgs_stage_for_its_second_fits(caplog, compiles_logged):
+    # The Newton stage reruns the batch's own solve (same layout, the data-driven start
+    # replaced by the BFGS ends): one more program, not two. (A density of its own: no
+    # program of another test is reused.)
+    case = _beale()
+    starts = np.stack([case.x0, 10 * case.x0, case.x0])
+    data = np.concatenate([starts, np.zeros((3, case.m - 2))], axis=1)
+    with caplog.at_level(logging.WARNING):
+        fits = jm.fit_batch(_density(case), lambda d: {"x": d[:2]}, data)
+    solves = [r.getMessage() for r in caplog.records
+              if r.getMessage().startswith("Compiling jit(_solve_batch)")]
+    assert len(solves) == 2 and np.all(fits.status == CONVERGED)
 
 
 def test_a_cap_the_user_chose_is_not_retried():
