@@ -81,10 +81,10 @@ def test_the_second_fit_must_be_converged_and_gain_beyond_the_stopping_tolerance
     fits = jm.fit_batch(jm.models.normal, None, x)
     first = dataclasses.replace(fits, loglik=np.array([-10.0, -10.0, np.nan, -10.0]),
                                 status=np.full(4, int(jm.Status.BOUNDARY), np.int32))
-    second = dataclasses.replace(fits, loglik=np.array([-10.0 + 1e-7, -9.0, -5.0, -9.0]),
+    second = dataclasses.replace(fits, loglik=np.array([-10.0 + 5e-8, -9.0, -5.0, -9.0]),
                                  status=np.array([CONVERGED] * 3 + [int(jm.Status.STALLED)],
                                                  np.int32))
-    # gtol 1e-10: gains below 1e4 * 1e-10 * 10 = 1e-5 are within the first fit's tolerance.
+    # gtol 1e-10: gains below 100 * 1e-10 * 10 = 1e-7 are within the first fit's tolerance.
     chosen = _retry.better(first, second, np.ones(4, bool), 1e-10)
     np.testing.assert_array_equal(chosen.loglik, [-10.0, -9.0, -5.0, -10.0])
     np.testing.assert_array_equal(chosen.status, [int(jm.Status.BOUNDARY), CONVERGED, CONVERGED,
