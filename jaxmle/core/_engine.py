@@ -243,7 +243,7 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
             many iterations holds up one slot of a chunk, not the batch (``_batch``);
             Newton's default ``max_iter`` is 1,000 here, against 10,000 in ``fit``.
             The datasets whose Newton fit fails are fitted again as in ``fit``, together,
-            after the batch.
+            after the batch, except those that end BOUNDARY (``core/_retry``).
 
     Returns:
         One ``Fit`` whose array fields have a leading axis ``B``. A dataset that fails

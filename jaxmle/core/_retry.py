@@ -1,13 +1,13 @@
 """A second fit from the start where Newton fails: BFGS, then Newton from where BFGS stopped.
 
 Newton's trust region follows its own path from a far start; where that path ends without
-a certified optimum (BOUNDARY, SINGULAR_HESSIAN, STALLED, NONFINITE, or MAX_ITER at the
-default cap), another method's path from the same start often reaches one. ``jm.fit``,
-``jm.fit_batch`` and ``jm.fit_stream`` then fit again: BFGS from the start (its default
-cap), and Newton from BFGS's last iterate where that is finite, so the result is Newton's,
-certified as any Newton fit. The second fit replaces the first only where it is CONVERGED
-and its log-likelihood exceeds the first's by more than ``GAIN`` times the stopping
-tolerance (relative): a first fit that reached a higher likelihood keeps it (Powell's
+a certified optimum (SINGULAR_HESSIAN, STALLED, NONFINITE, MAX_ITER at the default cap, and
+in a single fit BOUNDARY), another method's path from the same start often reaches one.
+``jm.fit``, ``jm.fit_batch`` and ``jm.fit_stream`` then fit again: BFGS from the start (its
+default cap), and Newton from BFGS's last iterate where that is finite, so the result is
+Newton's, certified as any Newton fit. The second fit replaces the first only where it is
+CONVERGED and its log-likelihood exceeds the first's by more than ``GAIN`` times the
+stopping tolerance (relative): a first fit that reached a higher likelihood keeps it (Powell's
 singular function: Newton reaches RSS 1e-30 at a singular Hessian, BFGS stops at 1e-21,
 where its Hessian still looks definite), and so does one that stopped BOUNDARY near a
 supremum at infinity.
@@ -19,9 +19,14 @@ from 1x, NIST Hahn1 from its first start with sigma free); RESULTS.md has the ta
 
 A call whose fits all converge costs nothing more. Where one fails, the BFGS stage is a
 program of its own, compiled on the first failure for the shapes, also where the retry
-cannot help (df of a Student-t running off to infinity; ``docs/performance.md`` has the
-cost); a batch's Newton stage reruns the batch's own compiled solve from the BFGS ends
-(the failed rows in the batch's layout, the rest blocked). ``n_iter`` of a replaced fit
+cannot help; a batch's Newton stage reruns the batch's own compiled solve from the BFGS
+ends (the failed rows in the batch's layout, the rest blocked). Batches do not retry
+BOUNDARY: there it is mostly the data's own verdict (an estimate on the edge of the space,
+separation in a logistic regression, a supremum at infinity), common in the simulations of
+``calibrate`` and ``bootstrap``, where the retry cannot help and would cost every call a
+BFGS fit of those rows and a pass of the Newton stage (``docs/performance.md`` has the
+cost); the single fits of hard nonlinear problems, where Newton's path runs off along a
+valley while a finite optimum lies elsewhere (Beale, Bard), do. ``n_iter`` of a replaced fit
 counts the iterations of both of its stages.
 """
 
@@ -41,8 +46,8 @@ PRELUDE = "bfgs"
 PRELUDE_MAX_ITER = 500  # BFGS's default cap (``_engine.DEFAULT_MAX_ITER``)
 
 # A first fit that ended so is fitted again; MAX_ITER only at the default cap (a cap the
-# user chose is a budget the user asked for).
-FAILED = (Status.NONFINITE, Status.STALLED, Status.SINGULAR_HESSIAN, Status.BOUNDARY)
+# user chose is a budget the user asked for), BOUNDARY only in a single fit (below).
+FAILED = (Status.NONFINITE, Status.STALLED, Status.SINGULAR_HESSIAN)
 # The second fit must gain more than this many times the stopping tolerance (relative to
 # the log-likelihood): a first fit that stopped on its way to a supremum at infinity
 # (BOUNDARY) is within that tolerance of it, and a second fit that went on further, to a
@@ -56,9 +61,11 @@ def applies(spec: _solve.FitSpec) -> bool:
     return spec.solver.name == "newton"
 
 
-def failed(status, default_cap: bool) -> np.ndarray:
-    """Where a first fit's ``status`` (host array) calls for the second fit."""
-    codes = [int(code) for code in FAILED] + ([int(Status.MAX_ITER)] if default_cap else [])
+def failed(status, default_cap: bool, boundary: bool) -> np.ndarray:
+    """Where a first fit's ``status`` (host array) calls for the second fit; ``boundary``:
+    BOUNDARY does too."""
+    codes = ([int(code) for code in FAILED] + ([int(Status.MAX_ITER)] if default_cap else [])
+             + ([int(Status.BOUNDARY)] if boundary else []))
     return np.isin(np.asarray(status), codes)
 
 
@@ -98,7 +105,7 @@ def single(fit: Fit, spec: _solve.FitSpec, init, *, default_cap: bool, fit_from)
 
     ``fit_from(spec, init)`` runs one fit of the call's data and returns it as host arrays.
     """
-    if not (applies(spec) and failed(fit.status, default_cap)):
+    if not (applies(spec) and failed(fit.status, default_cap, boundary=True)):
         return fit
     bfgs = fit_from(prelude(spec), init)
     if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(bfgs.params)):
@@ -117,7 +124,7 @@ def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: 
     starts; ``newton_rows(found, data, weights, mask)`` fits them by Newton from ``found``
     (``(R, k)`` unconstrained, NaN rows: the start); both return host arrays.
     """
-    retried = failed(fits.status, default_cap) if applies(spec) else None
+    retried = failed(fits.status, default_cap, boundary=False) if applies(spec) else None
     if retried is None or not retried.any():
         return fits
     rows = np.flatnonzero(retried)
