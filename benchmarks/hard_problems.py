@@ -2,7 +2,9 @@
 
 Collections: Moré, Garbow & Hillstrom (1981), all 35 problems from 1x, 10x and 100x their
 standard start (``mgh.py``), and the 27 NIST StRD nonlinear regressions from both certified
-starts (``nist.py``, ``nist/``). Each start is fitted twice:
+starts (``nist.py``, ``nist/``); with ``--random-starts N``, instead, N random starts of
+each MGH problem (``random_cases``: a test bed beyond the published starts). Each start is
+fitted twice:
 
 * ``ls``: plain least squares, log-likelihood ``-sum r_i(x)^2 / 2`` (``sigma`` fixed at 1);
 * ``gauss``: a Gaussian log-likelihood with ``sigma`` free (``jm.positive``), ``sigma``
@@ -10,7 +12,9 @@ starts (``nist.py``, ``nist/``). Each start is fitted twice:
   positive and ``m > n`` (otherwise the likelihood grows without bound as
   ``sigma -> 0``).
 
-Solvers: jaxmle ``newton``, ``bfgs`` and ``lbfgs`` with their defaults (``jm.fit``); scipy
+Solvers: jaxmle ``newton``, ``bfgs`` and ``lbfgs`` with their defaults (``jm.fit``), and
+``newton-path``, Newton without the second fit it makes after a failure (``core/_retry``),
+which shows what that fit adds; scipy
 ``least_squares(method="lm")`` (MINPACK) and ``minimize(method="trust-exact")`` given exact
 JAX gradients and Hessians (of ``RSS / 2``, or of the negative log-likelihood in
 ``(x, log sigma)``); optimistix Levenberg-Marquardt and Dogleg (``rtol = atol = 1e-8``,
@@ -39,8 +43,8 @@ Columns, per solver and variant:
   ``time``: total seconds of the compiled calls (a second call of each fit).
 
 Run:  python benchmarks/hard_problems.py [--solvers newton,lm,...] [--only mgh|nist]
-      [--problems NAME,...] [--json out.json] [--cached out.json --rerun newton]
-      [--write-results]
+      [--problems NAME,...] [--random-starts N [--seed S]] [--json out.json]
+      [--cached out.json --rerun newton] [--write-results]
 (peers: pip install -e ".[peers]"). A full run takes about 20 minutes on the project's
 2-core CPU, mostly compiling one fit per problem, variant and solver.
 """
@@ -67,13 +71,15 @@ from jax.scipy import stats
 jax.config.update("jax_enable_x64", True)
 
 import jaxmle as jm  # noqa: E402
+from jaxmle.core import _retry  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import _report  # noqa: E402
 
-SOLVERS = ("newton", "bfgs", "lbfgs", "lm", "trust-exact", "optx-lm", "optx-dogleg")
+SOLVERS = ("newton", "newton-path", "bfgs", "lbfgs", "lm", "trust-exact", "optx-lm",
+           "optx-dogleg")
 VARIANTS = ("ls", "gauss")
 F_RTOL, F_ATOL, X_RTOL = 1e-8, 1e-16, 1e-6
 # Below F_ATOL a minimum RSS is rounding: its residuals carry about 1e-3 of relative
@@ -113,6 +119,25 @@ def cases(only: str | None = None, names: set[str] | None = None) -> list[Case]:
                                   len(p.response), p.certified_rss, p.certified))
     return [c for c in found
             if names is None or c.name in names or c.name.split(" ", 1)[-1] in names]
+
+
+def random_cases(per_problem: int, seed: int) -> list[Case]:
+    """``per_problem`` random starts of each Moré-Garbow-Hillstrom problem: every nonzero
+    coordinate of the standard start scaled by ``10^U(-1, 1.5)`` (signs kept), every zero
+    one drawn from N(0, 1); starts whose residuals are not finite are skipped."""
+    import mgh
+    rng = np.random.default_rng(seed)
+    found = []
+    for p in mgh.problems():
+        x0 = p.start(1)
+        for i in range(per_problem):
+            start = np.where(x0 != 0, x0 * 10 ** rng.uniform(-1, 1.5, x0.shape),
+                             rng.normal(size=x0.shape))
+            case = Case("mgh-random", f"{p.number:02d} {p.name}", f"random {i}", p.residuals,
+                        start, p.m, p.f_min, p.x_min)
+            if math.isfinite(_rss(case, start)):
+                found.append(case)
+    return found
 
 
 @dataclasses.dataclass
@@ -155,7 +180,15 @@ def _log_density(case: Case, variant: str):
 
 
 def run_jaxmle(case: Case, variant: str, method: str, repeat: bool = True) -> Outcome:
-    """``jm.fit`` with defaults; ``repeat``: time a second, compiled call."""
+    """``jm.fit`` with defaults; ``repeat``: time a second, compiled call. ``method``
+    ``"newton-path"``: Newton without its second fit after a failure (``core/_retry``)."""
+    if method == "newton-path":
+        retry = _retry.applies
+        _retry.applies = lambda spec: False
+        try:
+            return run_jaxmle(case, variant, "newton", repeat)
+        finally:
+            _retry.applies = retry
     init = {"x": case.x0}
     options = {}
     if variant == "gauss":
@@ -254,7 +287,7 @@ def run_optimistix(case: Case, variant: str, kind: str) -> Outcome:
 
 
 def run(case: Case, variant: str, solver: str) -> Outcome:
-    if solver in ("newton", "bfgs", "lbfgs"):
+    if solver in ("newton", "newton-path", "bfgs", "lbfgs"):
         return run_jaxmle(case, variant, solver)
     if solver == "lm":
         return run_lm(case, variant)
@@ -414,7 +447,7 @@ def failures(records, solver: str) -> str:
 RESULTS = HERE / "RESULTS.md"
 
 
-def report(records, solvers, variants) -> str:
+def report(records, solvers, variants, command: str = "") -> str:
     """The markdown section: what ran, the tables, and Newton's unsolved starts."""
     intro = (f"{_report.machine('scipy', 'optimistix')}; float64. Definitions "
              "in the script's docstring: *solved* is the known minimum reached; *missed* counts "
@@ -422,7 +455,11 @@ def report(records, solvers, variants) -> str:
              "success that is not solved where another solver reaches a lower RSS, or at a "
              "point that is not a local minimum. Iterations and evaluations are medians over "
              "solved starts; time is the sum of compiled calls.")
-    lines = ["## Hard problems: `python benchmarks/hard_problems.py --write-results`", "",
+    options = " ".join(filter(None, [
+        command, f"--solvers {','.join(solvers)}" if tuple(solvers) != SOLVERS else "",
+        f"--variants {','.join(variants)}" if tuple(variants) != VARIANTS else "",
+        "--write-results"]))
+    lines = [f"## Hard problems: `python benchmarks/hard_problems.py {options}`", "",
              textwrap.fill(intro, 92), table(records, solvers, variants)]
     if {"newton", "trust-exact"} <= set(solvers):
         lines += ["", "Newton against scipy's trust-exact on the starts both solve:", "",
@@ -443,6 +480,10 @@ def main():
     parser.add_argument("--cached", help="take the outcomes of solvers not re-run from this "
                         "file (written by --json)")
     parser.add_argument("--rerun", default="", help="solvers to re-run despite --cached")
+    parser.add_argument("--random-starts", type=int, default=0,
+                        help="instead of the standard starts: this many random starts of "
+                        "each MGH problem (random_cases)")
+    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-results", action="store_true",
                         help="write the tables into benchmarks/RESULTS.md")
     args = parser.parse_args()
@@ -453,11 +494,17 @@ def main():
         rerun = set(args.rerun.split(","))
         cached = [r for r in json.loads(pathlib.Path(args.cached).read_text())
                   if r["solver"] not in rerun]
-    records = evaluate(cases(args.only, names), solvers, variants, cached)
-    text = report(records, solvers, variants)
+    if args.random_starts:
+        selected = random_cases(args.random_starts, args.seed)
+        command = f"--random-starts {args.random_starts} --seed {args.seed}"
+    else:
+        selected, command = cases(args.only, names), ""
+    records = evaluate(selected, solvers, variants, cached)
+    text = report(records, solvers, variants, command)
     print(text)
     if args.write_results:
-        _report.write_section(RESULTS, "hard_problems", text)
+        _report.write_section(RESULTS, "hard_problems_random" if args.random_starts
+                              else "hard_problems", text)
     if args.json:
         pathlib.Path(args.json).write_text(json.dumps(records, indent=1))
 
