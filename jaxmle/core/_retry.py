@@ -80,16 +80,22 @@ def newton_from_points(spec: _solve.FitSpec) -> _solve.FitSpec:
     return dataclasses.replace(spec, init_fn=None)
 
 
-def better(first: Fit, second: Fit, retried, gtol: float) -> Fit:
-    """``first`` with some datasets taken from ``second`` (host arrays, same structure):
-    where ``retried`` (host bool, shaped like the status), the second fit is CONVERGED and
-    its log-likelihood exceeds the first's by more than ``GAIN * gtol * max(|loglik|, 1)``
-    (or the first's is not finite)."""
-    first_loglik, second_loglik = np.asarray(first.loglik), np.asarray(second.loglik)
+def improves(first_loglik, second_status, second_loglik, gtol: float) -> np.ndarray:
+    """Where a second fit (host arrays ``second_status``, ``second_loglik``) is better than
+    a first one of log-likelihood ``first_loglik``: CONVERGED, and above the first by more
+    than ``GAIN * gtol * max(|first_loglik|, 1)``, or the first's is not finite. Also the
+    rule of ``jm.refit``."""
+    first_loglik, second_loglik = np.asarray(first_loglik), np.asarray(second_loglik)
     margin = GAIN * gtol * np.maximum(np.abs(first_loglik), 1.0)
     gains = (second_loglik - first_loglik > margin) | ~np.isfinite(first_loglik)
-    take = (np.asarray(retried) & (np.asarray(second.status) == int(Status.CONVERGED))
-            & gains)
+    return (np.asarray(second_status) == int(Status.CONVERGED)) & gains
+
+
+def better(first: Fit, second: Fit, retried, gtol: float) -> Fit:
+    """``first`` with the datasets taken from ``second`` (host arrays, same structure)
+    where ``retried`` (host bool, shaped like the status) and the second fit ``improves``
+    on the first."""
+    take = np.asarray(retried) & improves(first.loglik, second.status, second.loglik, gtol)
     if not take.any():
         return first
 

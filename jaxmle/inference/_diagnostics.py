@@ -42,7 +42,7 @@ import numpy as np
 
 from jaxmle.batch import _batched
 from jaxmle.batch._batched import Batched
-from jaxmle.core import _engine, _information, _precision, _summary, _xla
+from jaxmle.core import _engine, _information, _precision, _retry, _summary, _xla
 from jaxmle.core._fit import Fit
 from jaxmle.core._objective import likelihood, objective
 from jaxmle.core._solve import FitSpec
@@ -283,8 +283,9 @@ def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int
 
     Returns:
         A batched ``Fit`` like ``fit``: a selected dataset takes its new fit where that
-        converged and the old did not, or both converged and the new log-likelihood is
-        higher; every other dataset is unchanged. ``method`` reads e.g.
+        converged at a log-likelihood above the old one's by more than 100 times the
+        stopping tolerance (relative; ``core/_retry``), or the old one's is not finite;
+        every other dataset is unchanged. ``method`` reads e.g.
         ``"newton, refit bfgs"``. Covariances are of the old fit's kind.
 
     Example:
@@ -320,8 +321,11 @@ def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int
     else:
         new = multistart(model, init, take(data), starts=starts, spread=spread, seed=seed,
                          batched=True, **options).best
-    old_converged, old_loglik = np.asarray(fit.converged)[chosen], np.asarray(fit.loglik)[chosen]
-    better = new.converged & (~old_converged | (new.loglik > old_loglik))
+    # A converged new fit replaces the old only where it gains beyond the stopping
+    # tolerance: BFGS run on from a BOUNDARY fit near a supremum at infinity stops
+    # CONVERGED where the likelihood is flat to rounding (``_retry.GAIN``).
+    tolerance = _engine.DEFAULT_GTOL[_precision.of_fit(fit)] if gtol is None else float(gtol)
+    better = _retry.improves(np.asarray(fit.loglik)[chosen], new.status, new.loglik, tolerance)
     merged = jax.tree_util.tree_map(np.copy, fit)
     for new_leaf, merged_leaf in zip(jax.tree_util.tree_leaves(new),
                                      jax.tree_util.tree_leaves(merged)):

@@ -157,6 +157,21 @@ def test_refit_replaces_only_failures_that_the_new_fit_fixes():
     np.testing.assert_array_equal(kept.params["rate"], full.params["rate"])
 
 
+def test_refit_keeps_a_boundary_that_a_flat_point_would_pass_for_converged():
+    # A negative binomial fitted to Poisson counts: size runs off to infinity (BOUNDARY).
+    # BFGS from the start goes on to sizes of 1e13, where the likelihood is flat to
+    # rounding and the certification passes; those fits gain nothing beyond the stopping
+    # tolerance and must not replace the BOUNDARY (two did under a plain "converged and
+    # the old did not" rule).
+    K = np.random.default_rng(6).poisson(4.0, size=(24, 100)).astype(float)
+    first = jm.fit_batch(jm.models.negative_binomial, None, K)
+    again = jm.refit(first, K, method="bfgs")
+    boundary = first.status == jm.Status.BOUNDARY
+    assert boundary.sum() >= 10
+    np.testing.assert_array_equal(again.status[boundary], first.status[boundary])
+    np.testing.assert_array_equal(again.params["size"], first.params["size"])
+
+
 @pytest.mark.heavy
 def test_refit_with_several_starts_finds_the_better_mixture_optimum():
     # Three clusters: the start merges the middle one into the right component, a local
