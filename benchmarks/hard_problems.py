@@ -38,8 +38,9 @@ Columns, per solver and variant:
 * ``median it`` / ``evals``: iterations and derivative evaluations, medians over the
   starts the solver solves: Hessian passes for jaxmle Newton (iterations + 1; a fit
   that Newton's path failed and a second fit solved, ``core/_retry``, counts that fit's
-  BFGS iterations too) and trust-exact, Jacobians for scipy LM, steps + 1 for optimistix, iterations + 1 for
-  jaxmle's BFGS / L-BFGS (their line-search evaluations are not counted);
+  BFGS iterations too) and trust-exact, Jacobians for scipy LM, steps + 1 for
+  optimistix, iterations + 1 for jaxmle's BFGS / L-BFGS (their line-search evaluations
+  are not counted);
   ``time``: total seconds of the compiled calls (a second call of each fit).
 
 Run:  python benchmarks/hard_problems.py [--solvers newton,lm,...] [--only mgh|nist]

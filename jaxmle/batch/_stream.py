@@ -102,15 +102,13 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
             raise ValueError(f"block {number} differs from block 0 in its shapes after the "
                              "batch axis; every block must match")
         # The caller's code runs while this block is fitted (and may refill the
-        # arrays it yielded): the fit reads copies.
-        # Datasets that Newton fails are fitted again once the block is fetched
-        # (``_engine.retried``), from copies of their data.
+        # arrays it yielded): the fit reads copies, and so does the second fit of the
+        # datasets Newton fails, once the block is fetched (``_engine.retried``).
+        data, weights, mask = _host_copy((data, weights, mask))
         retry = functools.partial(_engine.retried, spec=spec, lay=lay, init_values=init_values,
-                                  data=_host_copy(data), weights=_host_copy(weights),
-                                  mask=_host_copy(mask), chunk_size=chunk_size,
-                                  default_cap=max_iter is None)
-        running = (_engine.dispatch(spec, lay, init_values, data, weights, mask,
-                                    copy=True), size, retry)
+                                  data=data, weights=weights, mask=mask,
+                                  chunk_size=chunk_size, default_cap=max_iter is None)
+        running = (_engine.dispatch(spec, lay, init_values, data, weights, mask), size, retry)
         if pending is not None:
             yield _finished(pending, bar)
         pending = running
@@ -120,7 +118,8 @@ def fit_stream(log_density: Callable, init, blocks: Iterable, *, block_size: int
 
 
 def _host_copy(tree):
-    return jax.tree_util.tree_map(np.array, tree)
+    """Copies of the host arrays in ``tree``, aligned so that the fit reads them in place."""
+    return jax.tree_util.tree_map(lambda leaf: _batch.pad(leaf, leaf.shape[0], copy=True), tree)
 
 
 def _finished(pending: tuple, bar: _progress.Progress | _progress.Callback) -> Fit:

@@ -112,7 +112,7 @@ def _prepare(model, init, data, *, method, constraints, log_prior, cov, weights,
             solver.name, DEFAULT_MAX_ITER_OPTAX)
     if int(max_iter) < 0:
         raise ValueError(f"max_iter must be >= 0, got {max_iter}")
-    gtol = DEFAULT_GTOL[precision] if gtol is None else float(gtol)
+    gtol = resolve_gtol(gtol, precision)
     if not gtol > 0:
         raise ValueError(f"gtol must be > 0, got {gtol}")
     spec = FitSpec(ModelForm(log_density, log_prior, n), space, solver, init_fn, cov,
@@ -279,7 +279,8 @@ def retried(fits: Fit, spec: FitSpec, lay: _batch.Layout, init_values, data, wei
             chunk_size: int, *, default_cap: bool) -> Fit:
     """A fetched batch ``fits`` of the validated host inputs (fitted in layout ``lay``),
     with the second fit of each dataset that Newton failed where that is better
-    (``_retry``). Its Newton stage runs the batch's own compiled solve (layout ``lay``)."""
+    (``_retry``). Its Newton stage runs the batch's full solve in layout ``lay``: the
+    batch's own program, unless the batch took the reduced path (``_reduced``)."""
     def bfgs_rows(data, weights, mask):
         # The count of rows rounded up to a power of two: a few layouts serve every retry.
         rows = _validation.batch_size_of(data)
@@ -297,6 +298,11 @@ def retried(fits: Fit, spec: FitSpec, lay: _batch.Layout, init_values, data, wei
                         bfgs_rows=bfgs_rows, newton_rows=newton_rows)
 
 
+def resolve_gtol(gtol: float | None, precision: str) -> float:
+    """``gtol`` as given, or (None) the default of ``precision``."""
+    return DEFAULT_GTOL[precision] if gtol is None else float(gtol)
+
+
 def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) -> int:
     """``chunk_size`` checked, or (None) chosen from the bytes of one dataset."""
     if chunk_size is not None:
@@ -309,22 +315,21 @@ def resolve_chunk_size(chunk_size: int | None, spec: FitSpec, batched_inputs) ->
 
 
 def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask, *,
-             starts=None, copy: bool = False) -> _reduced.Dispatched:
+             starts=None) -> _reduced.Dispatched:
     """Starts the compiled batched fit of validated host inputs, padded to ``lay.padded``.
 
     Every dataset starts at ``init_values``, or at its own entry of ``starts`` (a pytree
     like ``init`` with a leading axis ``B``). Returns at once (JAX dispatches
     asynchronously; ``fetch`` or ``_reduced.settle`` gives the result): the caller can
-    prepare the next batch while this one runs. JAX may
-    read a host array in place while the fit runs; ``copy=True`` hands it copies instead,
-    for callers whose caller may reuse its buffers before the fit is fetched.
+    prepare the next batch while this one runs. JAX may read a host array in place while
+    the fit runs: a caller whose caller may reuse its buffers before the fit is fetched
+    hands it copies (``fit_stream``).
     """
     return _reduced.dispatch(spec, lay, *_device_inputs(lay, init_values, data, weights, mask,
-                                                        starts=starts, copy=copy))
+                                                        starts=starts))
 
 
-def _device_inputs(lay: _batch.Layout, init_values, data, weights, mask, *, starts=None,
-                   copy: bool = False):
+def _device_inputs(lay: _batch.Layout, init_values, data, weights, mask, *, starts=None):
     """``(starts, data, weights, mask, valid)`` of validated host inputs, padded to
     ``lay.padded`` rows and on the device (``dispatch`` has the conventions)."""
     batch = _validation.batch_size_of(data)
@@ -333,9 +338,8 @@ def _device_inputs(lay: _batch.Layout, init_values, data, weights, mask, *, star
         starts = jax.tree_util.tree_map(lambda leaf: np.broadcast_to(leaf, (batch, *np.shape(leaf))),
                                         init_values)
     pad = lambda leaf: _batch.pad(leaf, lay.padded)
-    own = lambda leaf: _batch.pad(leaf, lay.padded, copy=copy)
-    inputs = (jax.tree_util.tree_map(pad, starts), jax.tree_util.tree_map(own, data),
-              own(weights), own(mask), valid)
+    inputs = (jax.tree_util.tree_map(pad, starts), jax.tree_util.tree_map(pad, data),
+              pad(weights), pad(mask), valid)
     # One transfer to the device serves every program of the call (``_reduced``); on CPU,
     # aligned host arrays are still read in place.
     return jax.device_put(inputs)

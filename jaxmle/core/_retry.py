@@ -91,19 +91,13 @@ def improves(first_loglik, second_status, second_loglik, gtol: float) -> np.ndar
     return (np.asarray(second_status) == int(Status.CONVERGED)) & gains
 
 
-def better(first: Fit, second: Fit, retried, gtol: float) -> Fit:
-    """``first`` with the datasets taken from ``second`` (host arrays, same structure)
-    where ``retried`` (host bool, shaped like the status) and the second fit ``improves``
-    on the first."""
-    take = np.asarray(retried) & improves(first.loglik, second.status, second.loglik, gtol)
-    if not take.any():
-        return first
-
-    def pick(a, b):
-        a, b = np.asarray(a), np.asarray(b)
-        return np.where(take.reshape(take.shape + (1,) * (a.ndim - take.ndim)), b, a)
-
-    return jax.tree_util.tree_map(pick, first, second)
+def replace_rows(fits: Fit, rows: np.ndarray, new: Fit) -> Fit:
+    """A copy of the batched host ``fits`` whose datasets ``rows`` are those of ``new``
+    (host arrays, ``len(rows)`` datasets, the same fields; its labels may differ)."""
+    merged = jax.tree_util.tree_map(np.array, fits)
+    for leaf, part in zip(jax.tree_util.tree_leaves(merged), jax.tree_util.tree_leaves(new)):
+        leaf[rows] = part
+    return merged
 
 
 def single(fit: Fit, spec: _solve.FitSpec, init, *, default_cap: bool, fit_from) -> Fit:
@@ -117,8 +111,9 @@ def single(fit: Fit, spec: _solve.FitSpec, init, *, default_cap: bool, fit_from)
     if not all(np.all(np.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(bfgs.params)):
         return fit
     second = fit_from(newton_from_points(spec), bfgs.params)
-    second = dataclasses.replace(second, n_iter=second.n_iter + bfgs.n_iter)
-    return better(fit, second, True, spec.gtol)
+    if not improves(fit.loglik, second.status, second.loglik, spec.gtol):
+        return fit
+    return dataclasses.replace(second, n_iter=second.n_iter + bfgs.n_iter)
 
 
 def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: bool,
@@ -128,24 +123,21 @@ def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: 
 
     ``bfgs_rows(data, weights, mask)`` fits rows of the batch's inputs by BFGS from their
     starts; ``newton_rows(found, data, weights, mask)`` fits them by Newton from ``found``
-    (``(R, k)`` unconstrained, NaN rows: the start); both return host arrays.
+    (``(R, k)`` unconstrained); both return host arrays.
     """
     retried = failed(fits.status, default_cap, boundary=False) if applies(spec) else None
     if retried is None or not retried.any():
         return fits
     rows = np.flatnonzero(retried)
-    take = lambda tree: jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[rows], tree)
-    data, weights, mask = take(data), take(weights), take(mask)
-    bfgs = bfgs_rows(data, weights, mask)
+    take = lambda tree, at: jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[at], tree)
+    inputs = take((data, weights, mask), rows)
+    bfgs = bfgs_rows(*inputs)
     found = np.asarray(jax.vmap(spec.space.to_unconstrained)(bfgs.params))
     restarted = np.all(np.isfinite(found), axis=1)  # a non-finite BFGS end is no start
-    second = newton_rows(np.where(restarted[:, None], found, np.nan), data, weights, mask)
-    second = dataclasses.replace(second, n_iter=second.n_iter + bfgs.n_iter)
-    merged = better(take(fits), second, restarted, spec.gtol)
-
-    def put(whole, part):
-        whole = np.array(whole)
-        whole[rows] = part
-        return whole
-
-    return jax.tree_util.tree_map(put, fits, merged)
+    if not restarted.any():
+        return fits
+    rows = rows[restarted]
+    second = newton_rows(found[restarted], *take(inputs, restarted))
+    second = dataclasses.replace(second, n_iter=second.n_iter + bfgs.n_iter[restarted])
+    taken = improves(np.asarray(fits.loglik)[rows], second.status, second.loglik, spec.gtol)
+    return replace_rows(fits, rows[taken], take(second, taken))

@@ -324,11 +324,9 @@ def refit(fit: Fit, data, *, which=None, init=None, method="newton", starts: int
     # A converged new fit replaces the old only where it gains beyond the stopping
     # tolerance: BFGS run on from a BOUNDARY fit near a supremum at infinity stops
     # CONVERGED where the likelihood is flat to rounding (``_retry.GAIN``).
-    tolerance = _engine.DEFAULT_GTOL[_precision.of_fit(fit)] if gtol is None else float(gtol)
+    tolerance = _engine.resolve_gtol(gtol, _precision.of_fit(fit))
     better = _retry.improves(np.asarray(fit.loglik)[chosen], new.status, new.loglik, tolerance)
-    merged = jax.tree_util.tree_map(np.copy, fit)
-    for new_leaf, merged_leaf in zip(jax.tree_util.tree_leaves(new),
-                                     jax.tree_util.tree_leaves(merged)):
-        merged_leaf[chosen[better]] = new_leaf[better]
+    merged = _retry.replace_rows(fit, chosen[better],
+                                 jax.tree_util.tree_map(lambda leaf: leaf[better], new))
     label = new.method if starts == 1 else f"{new.method} x{starts} starts"
     return dataclasses.replace(merged, method=f"{fit.method}, refit {label}")

@@ -3,12 +3,13 @@
 import dataclasses
 import logging
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxmle as jm
 from conftest import load_example
-from jaxmle.core import _retry
+from jaxmle.core import _engine, _retry
 
 HARD = load_example("hard_problems", "benchmarks")
 CONVERGED = int(jm.Status.CONVERGED)
@@ -123,13 +124,20 @@ def test_the_second_fit_must_be_converged_and_gain_beyond_the_stopping_tolerance
                                  status=np.array([CONVERGED] * 3 + [int(jm.Status.STALLED)],
                                                  np.int32))
     # gtol 1e-10: gains below 100 * 1e-10 * 10 = 1e-7 are within the first fit's tolerance.
-    chosen = _retry.better(first, second, np.ones(4, bool), 1e-10)
+    taken = _retry.improves(first.loglik, second.status, second.loglik, 1e-10)
+    np.testing.assert_array_equal(taken, [False, True, True, False])
+    rows = np.flatnonzero(taken)
+    chosen = _retry.replace_rows(first, rows, jax.tree_util.tree_map(lambda leaf: leaf[rows],
+                                                                    second))
     np.testing.assert_array_equal(chosen.loglik, [-10.0, -9.0, -5.0, -10.0])
     np.testing.assert_array_equal(chosen.status, [int(jm.Status.BOUNDARY), CONVERGED, CONVERGED,
                                                   int(jm.Status.BOUNDARY)])
-    kept = _retry.better(first, second, np.array([True, False, True, True]), 1e-10)
-    np.testing.assert_array_equal(kept.loglik, [-10.0, -10.0, -5.0, -10.0])
+    # A copy: the first fit is left as it was.
+    np.testing.assert_array_equal(first.loglik, [-10.0, -10.0, np.nan, -10.0])
 
+
+def test_the_bfgs_stage_has_bfgs_s_default_cap():
+    assert _retry.PRELUDE_MAX_ITER == _engine.DEFAULT_MAX_ITER["bfgs"]
 
 
 def test_a_single_fit_at_a_supremum_at_infinity_stays_a_boundary(monkeypatch):
