@@ -80,6 +80,14 @@ def newton_path_only(monkeypatch):
 
 
 @pytest.fixture
+def full_solve_only(monkeypatch):
+    """Batches without a reduced form go straight to the full solve (no quick pass,
+    ``batch/_reduced``): a test of the full solve's path (its compaction, its Newton)."""
+    from jaxmle.batch import _reduced
+    monkeypatch.setattr(_reduced, "quick_applies", lambda spec: False)
+
+
+@pytest.fixture
 def compiles_logged():
     """JAX logs each compilation (``Compiling jit(...)``, level WARNING) while the test runs."""
     jax.config.update("jax_log_compiles", True)

@@ -40,7 +40,8 @@ from jax.sharding import AxisType, PartitionSpec
 
 from jaxmle.core import _loop, _solve, _xla
 from jaxmle.core._fit import Fit
-from jaxmle.core._status import Status
+from jaxmle.core._status import RUNNING, Status
+from jaxmle.solvers import _start_newton
 
 STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets still run
 # A chunk's data and per-observation derivative terms should stay in cache, while each
@@ -50,6 +51,10 @@ STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets stil
 # and at 32 for k = 20; Weibull and Normal batches at 128 (Weibull 7-27% slower at 256).
 CHUNK_BYTES = 8 * 2**20
 MIN_CHUNK, MAX_CHUNK = 1, 128  # one dataset per chunk when a single one fills the cache
+# The quick pass (``quick``) gives up on a chunk after this many iterations: statistical
+# fits from ordinary starts take a handful, and a dataset not converged by then is fitted
+# by the full solve from its start.
+QUICK_MAX_ITER = 30
 # Continuous batching runs over windows of at most this many chunks, one window after
 # another: a round then costs O(window), not O(batch), so time stays linear in B.
 WINDOW_CHUNKS = 16
@@ -231,6 +236,32 @@ def _certify_device(spec, lay: Layout, starts, found, data, weights, mask, valid
     return _unchunked(jax.lax.map(chunk, jnp.arange(lay.windows * lay.chunks)))
 
 
+def _quick_device(spec, lay: Layout, starts, data, weights, mask, valid):
+    """``(fits, undecided)`` of the device's datasets (leading axis ``windows * chunks *
+    chunk``), a chunk at a time: each dataset's start, the small Newton of
+    ``solvers/_start_newton`` from it (at most ``QUICK_MAX_ITER`` iterations, and the fit's
+    own cap), and the certification of its end from the last derivatives; ``undecided``:
+    the fit is not final (``_solve.certify_at_one``)."""
+    initial = jax.vmap(functools.partial(_solve.initial_one, spec))
+    derivatives = jax.vmap(functools.partial(_solve.derivatives_one, spec))
+    certify_at = jax.vmap(functools.partial(_solve.certify_at_one, spec))
+    evaluations = min(QUICK_MAX_ITER, spec.max_iter) + 1  # the first is at the start
+    rows = lambda tree, index: jax.tree_util.tree_map(
+        lambda x: jax.lax.dynamic_slice_in_dim(x, index * lay.chunk, lay.chunk), tree)
+
+    def chunk(index):
+        starts_, valid_, *shared = rows((starts, valid, data, weights, mask), index)
+        z0, blocked = initial(starts_, *shared, valid_)
+        active = blocked == RUNNING
+        end = _start_newton.descend(lambda z: derivatives(z, *shared), z0, gtol=spec.gtol,
+                                    max_iter=evaluations, active=active)
+        n_iter = jnp.where(active, jnp.maximum(end.count - 1, 0), 0)
+        fits, decided = certify_at(end.z, (end.f, end.g, end.h), n_iter, *shared, valid_)
+        return fits, ~decided
+
+    return _unchunked(jax.lax.map(chunk, jnp.arange(lay.windows * lay.chunks)))
+
+
 def _per_device(solve_device, lay: Layout, *args):
     """``solve_device(*args)`` on each local device's share of ``args`` (leading axis
     ``lay.padded`` on every leaf), the results joined along that axis."""
@@ -271,9 +302,18 @@ def _certify_batch(spec: _solve.FitSpec, lay: Layout, starts, found, data, weigh
                        weights, mask, valid)
 
 
+def _quick_batch(spec: _solve.FitSpec, lay: Layout, starts, data, weights, mask,
+                 valid) -> tuple[Fit, jax.Array]:
+    """``(fits, undecided)``: every dataset's quick pass (``_quick_device``), and
+    ``(padded,)`` True where its fit is not final."""
+    return _per_device(functools.partial(_quick_device, spec, lay), lay, starts, data,
+                       weights, mask, valid)
+
+
 solve = _xla.jit(_solve_batch, static_argnums=(0, 1))
 reduced_starts = _xla.jit(_reduced_starts, static_argnums=(0, 1))
 certify = _xla.jit(_certify_batch, static_argnums=(0, 1))
+quick = _xla.jit(_quick_batch, static_argnums=(0, 1))
 
 
 # JAX on CPU uses a host array in place, without copying it, when its memory is aligned to

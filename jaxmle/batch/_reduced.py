@@ -58,6 +58,12 @@ def reducible(spec: _solve.FitSpec, data) -> bool:
     return _reducible(spec, (treedef, structs))
 
 
+def quick_applies(spec: _solve.FitSpec) -> bool:
+    """Whether a batch without a reduced form starts with the quick pass: its iterations
+    are Newton's (the small Newton of ``solvers/_start_newton``), so Newton fits only."""
+    return spec.solver.name == "newton"
+
+
 _compiled_ahead: set = set()  # keys of ``_certification_ahead`` already compiled
 
 
@@ -92,11 +98,17 @@ def _certification_ahead(spec: _solve.FitSpec, lay: _batch.Layout, inputs):
 def dispatch(spec: _solve.FitSpec, lay: _batch.Layout, starts, data, weights, mask,
              valid) -> Dispatched:
     """The batched fit of padded device inputs (``lay.padded`` rows): by the reduced start
-    and certification where the model allows (module notes), else by the full solve from
-    the given starts."""
+    and certification where the model allows, else, for Newton, by the quick pass; the
+    full solve where these leave a dataset undecided (module notes)."""
     if not reducible(spec, data):
         found = np.full((lay.padded, spec.space.n_free), np.nan, jnp.result_type(float))
-        return Dispatched(_batch.solve(spec, lay, starts, found, data, weights, mask, valid))
+        solve = functools.partial(_batch.solve, spec, lay, starts, found, data, weights, mask)
+        if not quick_applies(spec):
+            return Dispatched(solve(valid))
+        fits, undecided = _batch.quick(spec, lay, starts, data, weights, mask, valid)
+        # The undecided datasets are fitted from their starts, the others are not refitted.
+        return Dispatched(fits, undecided, lambda: _merged(
+            undecided, fits, solve(np.asarray(valid) & np.asarray(undecided))))
     ahead = _certification_ahead(spec, lay, (starts, data, weights, mask, valid))
     found = _batch.reduced_starts(spec, lay, starts, data, weights, mask, valid)
     if ahead is not None:
@@ -104,6 +116,14 @@ def dispatch(spec: _solve.FitSpec, lay: _batch.Layout, starts, data, weights, ma
     fits, running = _batch.certify(spec, lay, starts, found, data, weights, mask, valid)
     return Dispatched(fits, running, functools.partial(_batch.solve, spec, lay, starts, found,
                                                        data, weights, mask, valid))
+
+
+def _merged(replaced: jax.Array, fits: Fit, others: Fit) -> Fit:
+    """``others`` where ``replaced`` (``(padded,)``), ``fits`` elsewhere, on the host."""
+    replaced, fits, others = jax.device_get((replaced, fits, others))
+    return jax.tree_util.tree_map(
+        lambda kept, other: np.where(replaced.reshape((-1,) + (1,) * (np.ndim(kept) - 1)),
+                                     other, kept), fits, others)
 
 
 def settle(dispatched: Dispatched) -> Fit:

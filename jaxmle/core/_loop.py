@@ -176,10 +176,10 @@ def run_with_aux(solver: Solver, value_grad_hessian_aux: Callable, z0: jax.Array
                              lambda: _evaluation_point(solver, lazy.loop.solver_state),
                              lambda: z0)
         *derivatives, aux = value_grad_hessian_aux(point)
-        given = _given(tuple(derivatives))
+        answered = given(tuple(derivatives))
         loop = jax.lax.cond(lazy.started,
-                            lambda: advance(solver, given, lazy.loop, **options),
-                            lambda: start(solver, given, z0, blocked=blocked, **options))
+                            lambda: advance(solver, answered, lazy.loop, **options),
+                            lambda: start(solver, answered, z0, blocked=blocked, **options))
         # The evaluation's aux belongs to the iterate when the iterate is its point.
         kept = jnp.all(loop.solver_state.z == point)
         aux = jax.tree_util.tree_map(lambda new, old: jnp.where(kept, new, old), aux, lazy.aux)
@@ -187,7 +187,7 @@ def run_with_aux(solver: Solver, value_grad_hessian_aux: Callable, z0: jax.Array
 
     # Zeros shaped like a started loop: the first pass replaces them, so no code of the
     # solver's start runs before the loop.
-    shape = jax.eval_shape(lambda z: start(solver, _given(_placeholder_derivatives(z)), z,
+    shape = jax.eval_shape(lambda z: start(solver, given(_placeholder_derivatives(z)), z,
                                            blocked=blocked, **options), z0)
     placeholder = jax.tree_util.tree_map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), shape)
     lazy = repeat(one_pass, _Lazy(placeholder, jnp.zeros((), bool), aux0),
@@ -217,7 +217,7 @@ def _placeholder_derivatives(z: jax.Array):
     return zero, jnp.zeros_like(z), jnp.zeros((z.shape[0], z.shape[0]), z.dtype)
 
 
-def _given(derivatives) -> Objective:
+def given(derivatives) -> Objective:
     """An objective that answers every call with ``derivatives`` ``(f, g, h)``: a solver of
     ``one_evaluation`` asks for them once, at the point ``_evaluation_point`` computed."""
     return Objective(lambda z: derivatives[0], lambda z: derivatives[:2], lambda z: derivatives)

@@ -180,6 +180,32 @@ def start_one(spec: FitSpec, init, data, weights, mask, valid=True, *,
                        blocked=problem.blocked)
 
 
+def initial_one(spec: FitSpec, init, data, weights, mask,
+                valid=True) -> tuple[jax.Array, jax.Array]:
+    """One dataset's unconstrained start (``init`` or ``spec.init_fn(data)``) and its
+    pre-solve status (RUNNING where the data allow a fit); traceable."""
+    problem = _problem(spec, data, weights, mask, valid)
+    return _initial_z(spec, problem, init), problem.blocked
+
+
+def derivatives_one(spec: FitSpec, z: jax.Array, data, weights, mask):
+    """Loss, gradient and Hessian of one dataset at ``z`` (traceable)."""
+    return _problem(spec, data, weights, mask, True).loss.value_grad_hessian(z)
+
+
+def certify_at_one(spec: FitSpec, z: jax.Array, derivatives, n_iter: jax.Array, data,
+                   weights, mask, valid=True) -> tuple[Fit, jax.Array]:
+    """``(fit, decided)``: one dataset certified at ``z`` from its loss, gradient and
+    Hessian there (``derivatives``), as a fit of the solver that stopped at ``z`` after
+    ``n_iter`` iterations (traceable; the solver evaluates once per start, ``_loop``).
+    ``decided``: the fit is CONVERGED, or its data block any fit."""
+    problem = _problem(spec, data, weights, mask, valid)
+    loop = _loop.start(spec.solver, _loop.given(derivatives), z, max_iter=spec.max_iter,
+                       gtol=spec.gtol, blocked=problem.blocked)
+    fit = _finish(spec, problem, loop._replace(n_iter=n_iter))
+    return fit, (fit.status == int(Status.CONVERGED)) | (problem.blocked != RUNNING)
+
+
 def step_one(spec: FitSpec, loop: _loop.LoopState, data, weights, mask) -> _loop.LoopState:
     """One iteration of one dataset; a no-op once it has finished (traceable)."""
     problem = _problem(spec, data, weights, mask, True)

@@ -1,12 +1,12 @@
-"""A small Newton minimiser for start points: the optimum of a cheap auxiliary problem
-(a large batch's reduced problems, ``core/_solve.reduced_optima``) from which the fit on
-all observations then starts.
+"""A small Newton minimiser: the optimum of a cheap auxiliary problem (a large batch's
+reduced problems, ``core/_solve.reduced_optima``) from which the fit on all observations
+then starts, and the quick first pass of a batch without a reduced form (``batch/_quick``).
 
-Its result is a start, not an estimate: the fit that follows applies its own stopping test
-and certification. It therefore carries none of the trust-region machinery of ``_newton``
-(radius, scaling, extrapolation, settled and budget rules), which would be compiled a second
-time into every program that uses the reduced start; it is a loop of one derivative
-evaluation per iteration:
+Its result is never an estimate by itself: the fit's own stopping test and certification
+decide on it (from its last derivatives, or by a fit from it). It therefore carries none
+of the trust-region machinery of ``_newton`` (radius, scaling, extrapolation, settled and
+budget rules), which would be compiled a second time into every program that uses it; it
+is a loop of one derivative evaluation per iteration:
 
 * the step is saddle-free Newton with Levenberg damping, ``p = -V (|L| + mu max|L|)^-1 V' g``
   on the eigendecomposition ``H = V L V'`` (Dauphin et al., 2014): a descent direction
@@ -82,12 +82,14 @@ def _going(s: _State, *, gtol: float, max_iter: int) -> jax.Array:
                              & (_loop.relative_gradient(s.z, s.f, s.g) > gtol))
 
 
-def minima(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
-           max_iter: int) -> tuple[jax.Array, jax.Array]:
-    """``(z, ok)``: for each row of ``z0`` (``(B, k)``, one problem per row) the point its
-    loop stops at, and whether its loss there is finite (the start is returned where it is
-    not). ``value_grad_hessian(z) -> ((B,), (B, k), (B, k, k))`` evaluates every row at once
-    (e.g. a ``vmap``). The lanes step together until none goes on; traceable.
+def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_iter: int,
+            active: jax.Array | None = None) -> _State:
+    """The lanes' states where they stop, from the rows of ``z0`` (``(B, k)``, one problem
+    per row): ``z`` the best point, ``f``, ``g``, ``h`` the loss and derivatives there
+    (``f`` infinite where no evaluation was finite), ``count`` the evaluations made, the
+    first at ``z0``. ``value_grad_hessian(z) -> ((B,), (B, k), (B, k, k))`` evaluates every
+    row at once (e.g. a ``vmap``); rows where ``active`` (``(B,)`` bool) is False are not
+    waited for. The lanes step together until none goes on; traceable.
 
     The loop is written over lanes, not as a ``vmap`` of a one-problem loop: batching a
     traced loop re-traces its body until the batched parts of its state settle, which made
@@ -99,7 +101,15 @@ def minima(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
     options = dict(gtol=gtol, max_iter=max_iter)
     advance = jax.vmap(functools.partial(_advance, **options))
     going = jax.vmap(functools.partial(_going, **options))
-    out = _loop.repeat(lambda s: advance(s, *value_grad_hessian(s.trial)), state,
-                       lambda s: jnp.any(going(s)))
+    waited = (lambda s: going(s)) if active is None else (lambda s: going(s) & active)
+    return _loop.repeat(lambda s: advance(s, *value_grad_hessian(s.trial)), state,
+                        lambda s: jnp.any(waited(s)))
+
+
+def minima(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
+           max_iter: int) -> tuple[jax.Array, jax.Array]:
+    """``(z, ok)``: for each row of ``z0`` the point ``descend`` stops at, and whether its
+    loss there is finite (the start is returned where it is not); traceable."""
+    out = descend(value_grad_hessian, z0, gtol=gtol, max_iter=max_iter)
     ok = jnp.isfinite(out.f)
     return jnp.where(ok[:, None], out.z, z0), ok

@@ -42,7 +42,7 @@ def full_solves(monkeypatch):
 
 
 def test_a_reducible_batch_is_certified_at_its_reduced_optima_without_a_full_solve(
-        full_solves, monkeypatch):
+        full_solves, monkeypatch, full_solve_only):
     x = np.random.default_rng(11).gamma(2.5, 1 / 1.7, size=(48, 300))
     reduced, again = _gamma_batch(x), _gamma_batch(x)
     assert full_solves[0] == 0
@@ -71,7 +71,9 @@ def test_a_dataset_left_running_at_its_reduced_optimum_sends_the_batch_to_the_fu
         np.testing.assert_allclose(strict.params[key], default.params[key], rtol=START_RTOL)
 
 
-def test_a_model_without_a_reduced_form_is_solved_from_its_given_start(full_solves):
+def test_a_model_without_a_reduced_form_is_solved_from_its_given_start(full_solves,
+                                                                       full_solve_only):
+    # Newton's quick pass aside (``test_quick``), the full solve from the given start.
     def logistic(beta, data):
         X, y = data
         eta = X @ beta

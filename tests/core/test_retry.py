@@ -48,7 +48,7 @@ def _gaussian_rows(scales):
     return _density(case), (lambda d: {"x": d[:3]}), data
 
 
-def test_a_batch_fits_again_only_the_datasets_newton_failed(monkeypatch):
+def test_a_batch_fits_again_only_the_datasets_newton_failed(monkeypatch, full_solve_only):
     # Newton from 100x ends at a singular Hessian (RSS 0.28 against 1.1e-8); from 1x it
     # converges.
     density, init, data = _gaussian_rows([1, 100, 1])
@@ -97,7 +97,8 @@ def test_a_stream_fits_again_as_a_batch_does():
     np.testing.assert_allclose(streamed.params["x"], whole.params["x"], rtol=1e-12, atol=1e-15)
 
 
-def test_a_batch_compiles_only_the_bfgs_stage_for_its_second_fits(caplog, compiles_logged):
+def test_a_batch_compiles_only_the_bfgs_stage_for_its_second_fits(caplog, compiles_logged,
+                                                                  full_solve_only):
     # The Newton stage reruns the batch's own solve (same layout, the data-driven start
     # replaced by the BFGS ends): one more program, not two. (A density of its own: no
     # program of another test is reused.)
