@@ -12,7 +12,9 @@ device, the windows (at most 16 chunks each) are solved one after another, each 
    statistics from one pass over the data, and the fit on all observations then usually
    stops at its first stopping test: ``certify``, a program without iterations, then
    gives the result, and this solve runs only where it leaves a dataset running
-   (``_reduced``).
+   (``_reduced``). A Newton fit of another model starts with ``quick``, a program of the
+   small Newton and the certification a chunk at a time, and this solve fits only the
+   datasets it leaves undecided.
 2. Rounds of continuous batching over ``chunk`` lanes: the datasets in the lanes step
    together (``vmap`` of one iteration) until at most ``quota = chunk // 16`` of them
    still run; their states are written back, and the lanes of finished datasets take the
