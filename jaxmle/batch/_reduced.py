@@ -16,7 +16,9 @@ chunk at a time, at most ``_batch.QUICK_MAX_ITER`` iterations), and the certific
 its last iterate from the derivatives already computed there, in one program. A dataset
 whose fit is CONVERGED (or whose data block any fit) is final; the others alone are then
 fitted by the full solve from their starts, so their results are exactly the full
-solve's (a separated logistic regression's BOUNDARY, a hard problem's Newton path).
+solve's (a separated logistic regression's BOUNDARY, a hard problem's Newton path). The
+starts of ``jm.multistart`` and ``jm.refit`` go straight to the full solve: which optimum a
+start reaches is their point, and there it is the single fit's.
 
 These programs compile in less time than the full solve's iteration loop and straggler
 compaction (``docs/design.md``: a logistic batch's first call 2.4-3.0 -> 1.2-1.6 s), so a
@@ -104,14 +106,14 @@ def _certification_ahead(spec: _solve.FitSpec, lay: _batch.Layout, inputs):
 
 
 def dispatch(spec: _solve.FitSpec, lay: _batch.Layout, starts, data, weights, mask,
-             valid) -> Dispatched:
+             valid, *, quick: bool = True) -> Dispatched:
     """The batched fit of padded device inputs (``lay.padded`` rows): by the reduced start
-    and certification where the model allows, else, for Newton, by the quick pass; the
-    full solve where these leave a dataset undecided (module notes)."""
+    and certification where the model allows, else, for Newton and where ``quick``, by the
+    quick pass; the full solve where these leave a dataset undecided (module notes)."""
     if not reducible(spec, data):
         found = np.full((lay.padded, spec.space.n_free), np.nan, jnp.result_type(float))
         solve = functools.partial(_batch.solve, spec, lay, starts, found, data, weights, mask)
-        if not quick_applies(spec):
+        if not (quick and quick_applies(spec)):
             return Dispatched(solve(valid))
         fits, undecided = _batch.quick(spec, lay, starts, data, weights, mask, valid)
         # The undecided datasets are fitted from their starts, the others are not refitted.

@@ -325,8 +325,10 @@ def dispatch(spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask
     the fit runs: a caller whose caller may reuse its buffers before the fit is fetched
     hands it copies (``fit_stream``).
     """
+    # Given starts (``jm.multistart``, ``jm.refit``) are each fitted along the single fit's
+    # path, not the quick pass's: which optimum a start reaches is the point there.
     return _reduced.dispatch(spec, lay, *_device_inputs(lay, init_values, data, weights, mask,
-                                                        starts=starts))
+                                                        starts=starts), quick=starts is None)
 
 
 def _device_inputs(lay: _batch.Layout, init_values, data, weights, mask, *, starts=None):

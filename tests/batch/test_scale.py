@@ -42,7 +42,10 @@ def _assert_same_fits(actual, expected, rtol=REGROUP_RTOL):
 
 @pytest.fixture(autouse=True)
 def _full_solve(monkeypatch):
+    """The full solve's own path (compaction, subsample starts): neither the reduced start
+    nor the quick pass (``batch/_reduced``)."""
     monkeypatch.setattr(_reduced, "reducible", lambda spec, data: False)
+    monkeypatch.setattr(_reduced, "quick_applies", lambda spec: False)
 
 
 @pytest.fixture(scope="module")
@@ -282,6 +285,7 @@ def test_batch_spreads_over_four_local_devices_with_unchanged_results(tmp_path, 
                                    constraints={{"sigma": jm.positive}}, chunk_size=32)
         reduced = fit()
         _reduced.reducible = lambda spec, data: False
+        _reduced.quick_applies = lambda spec: False
         for name, fits in (("full", fit()), ("reduced", reduced)):
             np.savez({str(tmp_path)!r} + f"/{{name}}.npz", mu=fits.params["mu"],
                      sigma=fits.params["sigma"], se=fits.se["sigma"], status=fits.status,
