@@ -133,6 +133,11 @@ def _unchunked(tree):
     return jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), tree)
 
 
+def _rows(tree, offset, size: int):
+    """Rows ``offset`` to ``offset + size`` of every leaf of ``tree`` (a traced offset)."""
+    return jax.tree_util.tree_map(lambda x: jax.lax.dynamic_slice_in_dim(x, offset, size), tree)
+
+
 def _solve_device(spec, lay: Layout, starts, found, data, weights, mask, valid) -> Fit:
     """All datasets of one device: leading axis ``windows * chunks * chunk`` everywhere.
 
@@ -154,10 +159,9 @@ def _reduced_device(spec, lay: Layout, starts, data, weights, mask, valid) -> ja
                                  data)
     form = _solve.reduction_for(spec, one)
     inputs = jax.vmap(functools.partial(_solve.reduced_inputs_one, spec, form))
-    rows = lambda tree, index: jax.tree_util.tree_map(
-        lambda x: jax.lax.dynamic_slice_in_dim(x, index * lay.chunk, lay.chunk), tree)
     z0, stats, blocked = _unchunked(jax.lax.map(
-        lambda index: inputs(*rows((starts, data, weights, mask, valid), index)),
+        lambda index: inputs(*_rows((starts, data, weights, mask, valid), index * lay.chunk,
+                                    lay.chunk)),
         jnp.arange(lay.windows * lay.chunks)))
     return _solve.reduced_optima(spec, form, z0, stats, blocked)
 
@@ -170,19 +174,17 @@ def _solve_window(spec, lay: Layout, window, starts, found, data, weights, mask,
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))
     total = lay.chunks * lay.chunk
     origin = window * total  # the window's first dataset on the device
-    rows = lambda tree, offset, size: jax.tree_util.tree_map(
-        lambda x: jax.lax.dynamic_slice_in_dim(x, offset, size), tree)
     # Starts and flags (a few numbers per dataset) are copied out for the window; the data
     # are sliced a chunk at a time from the device's arrays, and gathered by lane.
-    starts, found, valid = rows((starts, found, valid), origin, total)
+    starts, found, valid = _rows((starts, found, valid), origin, total)
     shared = (data, weights, mask)
-    chunk_of = lambda index: rows(shared, origin + index * lay.chunk, lay.chunk)
+    chunk_of = lambda index: _rows(shared, origin + index * lay.chunk, lay.chunk)
 
     def over_chunks(function, local):
         """``function(*local chunk, *shared chunk)`` for every chunk, stacked: ``local`` has
         the window's leading axis."""
         return _unchunked(jax.lax.map(
-            lambda index: function(*rows(local, index * lay.chunk, lay.chunk), *chunk_of(index)),
+            lambda index: function(*_rows(local, index * lay.chunk, lay.chunk), *chunk_of(index)),
             jnp.arange(lay.chunks)))
 
     start = jax.vmap(functools.partial(_solve.start_one, spec))
@@ -226,12 +228,10 @@ def _certify_device(spec, lay: Layout, starts, found, data, weights, mask, valid
     iteration, a chunk at a time; ``running``: the stopping test did not stop it."""
     start = jax.vmap(functools.partial(_solve.start_one, spec))
     finish = jax.vmap(functools.partial(_solve.finish_one, spec))
-    rows = lambda tree, index: jax.tree_util.tree_map(
-        lambda x: jax.lax.dynamic_slice_in_dim(x, index * lay.chunk, lay.chunk), tree)
 
     def chunk(index):
-        starts_, found_, valid_, *shared = rows((starts, found, valid, data, weights, mask),
-                                                index)
+        starts_, found_, valid_, *shared = _rows((starts, found, valid, data, weights, mask),
+                                                 index * lay.chunk, lay.chunk)
         loops = start(starts_, *shared, valid_, found=found_)
         return finish(loops, *shared), _loop.running(loops)
 
@@ -248,11 +248,10 @@ def _quick_device(spec, lay: Layout, starts, data, weights, mask, valid):
     derivatives = jax.vmap(functools.partial(_solve.derivatives_one, spec))
     certify_at = jax.vmap(functools.partial(_solve.certify_at_one, spec))
     evaluations = min(QUICK_MAX_ITER, spec.max_iter) + 1  # the first is at the start
-    rows = lambda tree, index: jax.tree_util.tree_map(
-        lambda x: jax.lax.dynamic_slice_in_dim(x, index * lay.chunk, lay.chunk), tree)
 
     def chunk(index):
-        starts_, valid_, *shared = rows((starts, valid, data, weights, mask), index)
+        starts_, valid_, *shared = _rows((starts, valid, data, weights, mask),
+                                         index * lay.chunk, lay.chunk)
         z0, blocked = initial(starts_, *shared, valid_)
         active = blocked == RUNNING
         end = _start_newton.descend(lambda z: derivatives(z, *shared), z0, gtol=spec.gtol,

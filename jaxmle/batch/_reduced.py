@@ -21,8 +21,8 @@ starts of ``jm.multistart`` and ``jm.refit`` go straight to the full solve: whic
 start reaches is their point, and there it is the single fit's.
 
 These programs compile in less time than the full solve's iteration loop and straggler
-compaction (``docs/design.md``: a logistic batch's first call 2.4-3.0 -> 1.2-1.6 s), so a
-first call is shorter, and they run no slower; on the first call for a shape the
+compaction (measurements in ``docs/design.md``), so a first call is shorter, and they run
+no slower; on the first call for a shape the
 certification compiles on a thread while the reduced start compiles. A dataset's result
 does not depend on what the process fitted before.
 """
@@ -46,7 +46,8 @@ class Dispatched(NamedTuple):
     """A batched fit on its way (device arrays, not waited for).
 
     ``fits`` is the result unless ``running`` (``(padded,)`` bool, or None) marks a dataset
-    the certification left running; ``solve()`` then dispatches the full solve.
+    the certification left undecided; ``solve()`` then runs the full solve and returns the
+    batch's result (after the quick pass: merged on the host).
     """
 
     fits: Fit
@@ -137,8 +138,8 @@ def _merged(replaced: jax.Array, fits: Fit, others: Fit) -> Fit:
 
 
 def settle(dispatched: Dispatched) -> Fit:
-    """The batch's ``Fit`` (device arrays): the certified one, or, where a dataset was left
-    running, the full solve's (waits for the certification to decide)."""
+    """The batch's ``Fit``: the certified one (device arrays), or, where a dataset was left
+    undecided, ``solve()``'s (waits for the certification to decide)."""
     if dispatched.running is not None and np.any(np.asarray(dispatched.running)):
         return dispatched.solve()
     return dispatched.fits

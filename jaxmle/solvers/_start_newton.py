@@ -1,6 +1,6 @@
 """A small Newton minimiser: the optimum of a cheap auxiliary problem (a large batch's
 reduced problems, ``core/_solve.reduced_optima``) from which the fit on all observations
-then starts, and the quick first pass of a batch without a reduced form (``batch/_quick``).
+then starts, and the quick pass of a batch without a reduced form (``batch/_reduced``).
 
 Its result is never an estimate by itself: the fit's own stopping test and certification
 decide on it (from its last derivatives, or by a fit from it). It therefore carries none

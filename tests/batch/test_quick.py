@@ -4,10 +4,9 @@ fits only the datasets it leaves undecided, from their starts."""
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 import jaxmle as jm
-from jaxmle.batch import _batch, _reduced
+from jaxmle.batch import _reduced
 
 CONVERGED = int(jm.Status.CONVERGED)
 
@@ -25,20 +24,6 @@ def _logistic_data(batch, n, seed, separated=()):
     for row in separated:  # the sign of the first covariate gives y: separation
         y[row] = (X[row, :, 1] > 0).astype(float)
     return X, y
-
-
-@pytest.fixture
-def full_solves(monkeypatch):
-    """The rows given to each full solve dispatched (a list of ``valid`` arrays)."""
-    rows = []
-    solve = _batch.solve
-
-    def counted(spec, lay, starts, found, data, weights, mask, valid):
-        rows.append(np.asarray(valid))
-        return solve(spec, lay, starts, found, data, weights, mask, valid)
-
-    monkeypatch.setattr(_batch, "solve", counted)
-    return rows
 
 
 def _full_solve_of(data, monkeypatch, **options):
