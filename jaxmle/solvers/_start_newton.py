@@ -45,7 +45,7 @@ class _State(NamedTuple):
     """One lane's state; ``minima`` carries every field with a leading lane axis."""
 
     z: jax.Array        # (k,) best point so far
-    f: jax.Array        # its loss (inf before the first evaluation)
+    f: jax.Array        # its loss (inf before the first evaluation, which is kept as it is)
     g: jax.Array        # (k,) its gradient
     h: jax.Array        # (k, k) its Hessian
     trial: jax.Array    # (k,) the next point to evaluate
@@ -53,16 +53,17 @@ class _State(NamedTuple):
     count: jax.Array    # evaluations so far
 
 
-def _advance(s: _State, f, g, h, *, gtol: float, max_iter: int) -> _State:
+def _advance(s: _State, active, f, g, h, *, gtol: float, max_iter: int) -> _State:
     """One lane's iteration, given the loss, gradient and Hessian at its trial point; a
-    no-op on a lane that has stopped (``_going``)."""
+    no-op on a lane that has stopped (``_going``). The first evaluation, at the start, is
+    kept whatever it is: the start's verdict is then the one its derivatives give."""
     dtype = s.z.dtype
     tiny = jnp.finfo(dtype).tiny
     noise = 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
     norm, old_norm = jnp.linalg.norm(g), jnp.linalg.norm(s.g)
     gains = ((f < s.f) | ((f <= s.f + noise) & (norm < old_norm))
              | ((f <= s.f + FLAT * jnp.abs(s.f)) & (norm < 0.25 * old_norm)))
-    accept = jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(h)) & gains
+    accept = (s.count == 0) | (_finite(f, g, h) & gains)
     keep = lambda new, old: jnp.where(accept, new, old)
     z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
     damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
@@ -70,14 +71,19 @@ def _advance(s: _State, f, g, h, *, gtol: float, max_iter: int) -> _State:
     curvature = jnp.abs(curvature)
     curvature = curvature + damping * jnp.max(curvature) + tiny
     new = _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1)
-    going = _going(s, gtol=gtol, max_iter=max_iter)
+    going = _going(s, active, gtol=gtol, max_iter=max_iter)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(going, a, b), new, s)
 
 
-def _going(s: _State, *, gtol: float, max_iter: int) -> jax.Array:
-    """Whether a lane goes on: before its first evaluation, or below its cap with a finite
-    loss that fails the fit's relative-gradient test while some step may still gain."""
-    return (s.count == 0) | ((s.count < max_iter) & (s.damping < STUCK_DAMPING)
+def _finite(f, g, h) -> jax.Array:
+    return jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(h))
+
+
+def _going(s: _State, active, *, gtol: float, max_iter: int) -> jax.Array:
+    """Whether a lane goes on: before its first evaluation, or, if ``active``, below its
+    cap with a finite loss that fails the fit's relative-gradient test while some step may
+    still gain."""
+    return (s.count == 0) | (active & (s.count < max_iter) & (s.damping < STUCK_DAMPING)
                              & jnp.isfinite(s.f)
                              & (_loop.relative_gradient(s.z, s.f, s.g) > gtol))
 
@@ -86,10 +92,11 @@ def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_ite
             active: jax.Array | None = None) -> _State:
     """The lanes' states where they stop, from the rows of ``z0`` (``(B, k)``, one problem
     per row): ``z`` the best point, ``f``, ``g``, ``h`` the loss and derivatives there
-    (``f`` infinite where no evaluation was finite), ``count`` the evaluations made, the
-    first at ``z0``. ``value_grad_hessian(z) -> ((B,), (B, k), (B, k, k))`` evaluates every
-    row at once (e.g. a ``vmap``); rows where ``active`` (``(B,)`` bool) is False are not
-    waited for. The lanes step together until none goes on; traceable.
+    (those at ``z0`` where no later evaluation was better, finite or not), ``count`` the
+    evaluations made, the first at ``z0``. ``value_grad_hessian(z) -> ((B,), (B, k),
+    (B, k, k))`` evaluates every row at once (e.g. a ``vmap``); a row where ``active``
+    (``(B,)`` bool, default all) is False is evaluated at ``z0`` only (a dataset whose data
+    block its fit). The lanes step together until none goes on; traceable.
 
     The loop is written over lanes, not as a ``vmap`` of a one-problem loop: batching a
     traced loop re-traces its body until the batched parts of its state settle, which made
@@ -98,18 +105,19 @@ def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_ite
     state = _State(z0, jnp.full((lanes,), jnp.inf, dtype), jnp.zeros_like(z0),
                    jnp.zeros((lanes, k, k), dtype), z0,
                    jnp.zeros((lanes,), dtype), jnp.zeros((lanes,), jnp.int32))
+    active = jnp.ones((lanes,), bool) if active is None else active
     options = dict(gtol=gtol, max_iter=max_iter)
     advance = jax.vmap(functools.partial(_advance, **options))
     going = jax.vmap(functools.partial(_going, **options))
-    waited = (lambda s: going(s)) if active is None else (lambda s: going(s) & active)
-    return _loop.repeat(lambda s: advance(s, *value_grad_hessian(s.trial)), state,
-                        lambda s: jnp.any(waited(s)))
+    return _loop.repeat(lambda s: advance(s, active, *value_grad_hessian(s.trial)), state,
+                        lambda s: jnp.any(going(s, active)))
 
 
 def minima(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
            max_iter: int) -> tuple[jax.Array, jax.Array]:
     """``(z, ok)``: for each row of ``z0`` the point ``descend`` stops at, and whether its
-    loss there is finite (the start is returned where it is not); traceable."""
+    loss and derivatives there are finite (the start is returned where they are not);
+    traceable."""
     out = descend(value_grad_hessian, z0, gtol=gtol, max_iter=max_iter)
-    ok = jnp.isfinite(out.f)
+    ok = jax.vmap(_finite)(out.f, out.g, out.h)
     return jnp.where(ok[:, None], out.z, z0), ok

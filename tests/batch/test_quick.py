@@ -67,7 +67,7 @@ def test_undecided_datasets_alone_are_fitted_by_the_full_solve_from_their_starts
     np.testing.assert_allclose(fits.params[others], full.params[others], rtol=1e-9, atol=1e-12)
 
 
-def test_blocked_datasets_keep_their_status_without_a_full_solve(full_solves):
+def test_blocked_datasets_keep_their_status_without_a_full_solve(full_solves, monkeypatch):
     X, y = _logistic_data(8, 50, seed=3)
     X[2, 7, 1] = np.nan
     mask = np.ones(y.shape, bool)
@@ -78,6 +78,12 @@ def test_blocked_datasets_keep_their_status_without_a_full_solve(full_solves):
     assert fits.status[5] == jm.Status.TOO_FEW_OBSERVATIONS
     assert fits.n_iter[[2, 5]].tolist() == [0, 0]
     assert fits.converged.sum() == 6
+    # Not stepped: reported at their start, as by the full solve (NaN log-likelihood for
+    # the NaN data, that of the start for the two observations).
+    full = _full_solve_of((X, y), monkeypatch, mask=mask)
+    np.testing.assert_array_equal(fits.params[[2, 5]], np.zeros((2, 3)))
+    np.testing.assert_array_equal(fits.loglik[[2, 5]], full.loglik[[2, 5]])
+    assert np.isnan(fits.loglik[2]) and np.isfinite(fits.loglik[5])
 
 
 def test_a_cap_below_the_iterations_needed_leaves_the_verdict_to_the_full_solve(full_solves):
