@@ -10,6 +10,7 @@ import pathlib
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 jax.config.update("jax_enable_x64", True)
@@ -85,6 +86,22 @@ def full_solve_only(monkeypatch):
     ``batch/_reduced``): a test of the full solve's path (its compaction, its Newton)."""
     from jaxmle.batch import _reduced
     monkeypatch.setattr(_reduced, "quick_applies", lambda spec: False)
+
+
+@pytest.fixture
+def full_solves(monkeypatch):
+    """The batches' full solves dispatched: one entry per solve, the ``valid`` rows it was
+    given (``batch/_reduced``)."""
+    from jaxmle.batch import _batch
+    rows = []
+    solve = _batch.solve
+
+    def counted(spec, lay, starts, found, data, weights, mask, valid):
+        rows.append(np.asarray(valid))
+        return solve(spec, lay, starts, found, data, weights, mask, valid)
+
+    monkeypatch.setattr(_batch, "solve", counted)
+    return rows
 
 
 @pytest.fixture
