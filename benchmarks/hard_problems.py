@@ -14,7 +14,9 @@ fitted twice:
 
 Solvers: jaxmle ``newton``, ``bfgs`` and ``lbfgs`` with their defaults (``jm.fit``), and
 ``newton-path``, Newton without the second fit it makes after a failure (``core/_retry``),
-which shows what that fit adds; scipy
+which shows what that fit adds, and ``newton-batch``, the start as a batch of one
+(``jm.fit_batch``: the quick pass first, the batch's cap of 1,000 iterations, no second fit
+after BOUNDARY), which shows what a batch of such fits gets; scipy
 ``least_squares(method="lm")`` (MINPACK) and ``minimize(method="trust-exact")`` given exact
 JAX gradients and Hessians (of ``RSS / 2``, or of the negative log-likelihood in
 ``(x, log sigma)``); optimistix Levenberg-Marquardt and Dogleg (``rtol = atol = 1e-8``,
@@ -46,7 +48,7 @@ Columns, per solver and variant:
 Run:  python benchmarks/hard_problems.py [--solvers newton,lm,...] [--only mgh|nist]
       [--problems NAME,...] [--random-starts N [--seed S]] [--json out.json]
       [--cached out.json --rerun newton] [--write-results]
-(peers: pip install -e ".[peers]"). A full run takes about 20 minutes on the project's
+(peers: pip install -e ".[peers]"). A full run takes about 25 minutes on the project's
 2-core CPU, mostly compiling one fit per problem, variant and solver.
 """
 
@@ -79,8 +81,8 @@ sys.path.insert(0, str(HERE))
 
 import _report  # noqa: E402
 
-SOLVERS = ("newton", "newton-path", "bfgs", "lbfgs", "lm", "trust-exact", "optx-lm",
-           "optx-dogleg")
+SOLVERS = ("newton", "newton-path", "newton-batch", "bfgs", "lbfgs", "lm", "trust-exact",
+           "optx-lm", "optx-dogleg")
 VARIANTS = ("ls", "gauss")
 F_RTOL, F_ATOL, X_RTOL = 1e-8, 1e-16, 1e-6
 # Below F_ATOL a minimum RSS is rounding: its residuals carry about 1e-3 of relative
@@ -182,7 +184,8 @@ def _log_density(case: Case, variant: str):
 
 def run_jaxmle(case: Case, variant: str, method: str, repeat: bool = True) -> Outcome:
     """``jm.fit`` with defaults; ``repeat``: time a second, compiled call. ``method``
-    ``"newton-path"``: Newton without its second fit after a failure (``core/_retry``)."""
+    ``"newton-path"``: Newton without its second fit after a failure (``core/_retry``);
+    ``"newton-batch"``: ``jm.fit_batch`` on a batch of this one start."""
     if method == "newton-path":
         retry = _retry.applies
         _retry.applies = lambda spec: False
@@ -195,8 +198,12 @@ def run_jaxmle(case: Case, variant: str, method: str, repeat: bool = True) -> Ou
     if variant == "gauss":
         init["sigma"] = max(math.sqrt(_rss(case, case.x0) / case.m), 1e-300)
         options["constraints"] = {"sigma": jm.positive}
-    call = lambda: jm.fit(_log_density(case, variant), init, np.zeros(case.m), method=method,
-                          **options)
+    if method == "newton-batch":
+        call = lambda: jax.tree_util.tree_map(lambda leaf: leaf[0], jm.fit_batch(
+            _log_density(case, variant), init, np.zeros((1, case.m)), **options))
+    else:
+        call = lambda: jm.fit(_log_density(case, variant), init, np.zeros(case.m),
+                              method=method, **options)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fit, seconds = _timed(call) if repeat else (call(), math.nan)
@@ -288,7 +295,7 @@ def run_optimistix(case: Case, variant: str, kind: str) -> Outcome:
 
 
 def run(case: Case, variant: str, solver: str) -> Outcome:
-    if solver in ("newton", "newton-path", "bfgs", "lbfgs"):
+    if solver in ("newton", "newton-path", "newton-batch", "bfgs", "lbfgs"):
         return run_jaxmle(case, variant, solver)
     if solver == "lm":
         return run_lm(case, variant)

@@ -43,7 +43,7 @@ from jax.sharding import AxisType, PartitionSpec
 from jaxmle.core import _loop, _solve, _xla
 from jaxmle.core._fit import Fit
 from jaxmle.core._status import RUNNING, Status
-from jaxmle.solvers import _start_newton
+from jaxmle.solvers import _newton, _start_newton
 
 STRAGGLER_FRACTION = 16  # a round ends when <= chunk // 16 of its datasets still run
 # A chunk's data and per-observation derivative terms should stay in cache, while each
@@ -258,7 +258,10 @@ def _quick_device(spec, lay: Layout, starts, data, weights, mask, valid):
                                     max_iter=evaluations, active=active)
         n_iter = jnp.where(active, jnp.maximum(end.count - 1, 0), 0)
         fits, decided = certify_at(end.z, (end.f, end.g, end.h), n_iter, *shared, valid_)
-        return fits, ~decided
+        # A fit whose last step removed more than half its loss is still falling relative
+        # to itself (a loss falling towards 0 at a singular minimum, a near-perfect fit):
+        # the trust-region Newton does not stop there either (``_newton``'s ``falling``).
+        return fits, ~decided | (active & (end.cut > _newton.FALLING_CUT))
 
     return _unchunked(jax.lax.map(chunk, jnp.arange(lay.windows * lay.chunks)))
 

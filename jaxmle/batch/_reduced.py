@@ -14,9 +14,13 @@ Any other model fitted by Newton starts with the quick pass (``_batch.quick``): 
 dataset's start, the small Newton of ``solvers/_start_newton`` on all its observations (a
 chunk at a time, at most ``_batch.QUICK_MAX_ITER`` iterations), and the certification of
 its last iterate from the derivatives already computed there, in one program. A dataset
-whose fit is CONVERGED (or whose data block any fit) is final; the others alone are then
-fitted by the full solve from their starts, so their results are exactly the full
-solve's (a separated logistic regression's BOUNDARY, a hard problem's Newton path). The
+whose fit is CONVERGED (or whose data block any fit) is final, unless its last step removed
+more than half its loss (``_newton.FALLING_CUT``: a loss still falling relative to itself,
+where the trust-region Newton does not stop either; Powell's singular function passed the
+gradient test at RSS 2e-15, 1e-4 from its minimiser, which Newton reaches); the others
+alone are then fitted by the full solve from their starts, so their results are exactly
+the full solve's (a separated logistic regression's BOUNDARY, a hard problem's Newton
+path). The
 starts of ``jm.multistart`` and ``jm.refit`` go straight to the full solve: which optimum a
 start reaches is their point, and there it is the single fit's.
 

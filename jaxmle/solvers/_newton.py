@@ -142,6 +142,7 @@ SADDLE_TOL = 1e-8    # an eigenvalue below -SADDLE_TOL * max |eigenvalue|: clear
 MAX_MULTIPLIER = 2.0 ** 20  # the largest multiple of the Newton step extrapolated to
 COOLDOWN = 10.0      # iterations without extrapolation after one failed
 LINEAR_RATES = (0.5, 0.9)  # Newton steps shrinking by such a factor: a linear approach
+FALLING_CUT = 0.5    # a step that removed more than this fraction of the loss: falling
 
 
 class NewtonState(NamedTuple):
@@ -372,7 +373,7 @@ class Newton:
             multiplier=jnp.where(accept & (pure | chain) & described, multiplier, 0.0),
             cooldown=jnp.where(chain & ~accept, COOLDOWN, jnp.maximum(state.cooldown - 1, 0.0)),
             saddle=~accept & state.saddle,
-            falling=accept & shrinking & (linear | (actual > 0.5 * jnp.abs(state.f))),
+            falling=accept & shrinking & (linear | (actual > FALLING_CUT * jnp.abs(state.f))),
             settled=~accept & settled,
             receding=receding)
         return new_state, stalled | stationary, stationary

@@ -51,6 +51,8 @@ class _State(NamedTuple):
     trial: jax.Array    # (k,) the next point to evaluate
     damping: jax.Array  # mu
     count: jax.Array    # evaluations so far
+    cut: jax.Array      # the fraction of the loss the step to z removed (0 at the start
+                        # and once a step from z has failed)
 
 
 def _advance(s: _State, active, f, g, h, *, gtol: float, max_iter: int) -> _State:
@@ -67,10 +69,12 @@ def _advance(s: _State, active, f, g, h, *, gtol: float, max_iter: int) -> _Stat
     keep = lambda new, old: jnp.where(accept, new, old)
     z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
     damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
+    cut = jnp.where(accept & (s.count > 0), (s.f - f) / jnp.maximum(jnp.abs(s.f), tiny), 0.0)
     curvature, basis = unordered_eigh(h)
     curvature = jnp.abs(curvature)
     curvature = curvature + damping * jnp.max(curvature) + tiny
-    new = _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1)
+    new = _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1,
+                 cut)
     going = _going(s, active, gtol=gtol, max_iter=max_iter)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(going, a, b), new, s)
 
@@ -93,7 +97,8 @@ def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_ite
     """The lanes' states where they stop, from the rows of ``z0`` (``(B, k)``, one problem
     per row): ``z`` the best point, ``f``, ``g``, ``h`` the loss and derivatives there
     (those at ``z0`` where no later evaluation was better, finite or not), ``count`` the
-    evaluations made, the first at ``z0``. ``value_grad_hessian(z) -> ((B,), (B, k),
+    evaluations made, the first at ``z0``, ``cut`` the fraction of the loss the step to
+    ``z`` removed. ``value_grad_hessian(z) -> ((B,), (B, k),
     (B, k, k))`` evaluates every row at once (e.g. a ``vmap``); a row where ``active``
     (``(B,)`` bool, default all) is False is evaluated at ``z0`` only (a dataset whose data
     block its fit). The lanes step together until none goes on; traceable.
@@ -104,7 +109,8 @@ def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_ite
     dtype, (lanes, k) = z0.dtype, z0.shape
     state = _State(z0, jnp.full((lanes,), jnp.inf, dtype), jnp.zeros_like(z0),
                    jnp.zeros((lanes, k, k), dtype), z0,
-                   jnp.zeros((lanes,), dtype), jnp.zeros((lanes,), jnp.int32))
+                   jnp.zeros((lanes,), dtype), jnp.zeros((lanes,), jnp.int32),
+                   jnp.zeros((lanes,), dtype))
     active = jnp.ones((lanes,), bool) if active is None else active
     options = dict(gtol=gtol, max_iter=max_iter)
     advance = jax.vmap(functools.partial(_advance, **options))

@@ -96,3 +96,26 @@ def test_a_cap_below_the_iterations_needed_leaves_the_verdict_to_the_full_solve(
 def test_other_methods_go_straight_to_the_full_solve(full_solves):
     fits = jm.fit_batch(logistic, np.zeros(3), _logistic_data(6, 100, seed=5), method="bfgs")
     assert len(full_solves) == 1 and fits.converged.all()
+
+
+def powell_singular(p, data):
+    x1, x2, x3, x4 = p
+    r = jnp.stack([x1 + 10 * x2, jnp.sqrt(5.0) * (x3 - x4), (x2 - 2 * x3) ** 2,
+                   jnp.sqrt(10.0) * (x1 - x4) ** 2])
+    return -0.5 * r ** 2 + 0.0 * data
+
+
+def test_a_fit_still_falling_relative_to_its_loss_is_left_to_the_full_solve(full_solves,
+                                                                            monkeypatch):
+    # Powell's singular function (More, Garbow & Hillstrom 1981), minimum 0 at a singular
+    # Hessian: the small Newton's steps each remove most of the loss, and its gradient test
+    # passed at RSS 2e-15 with the parameters 1e-4 from the minimiser (CONVERGED). The
+    # trust-region Newton goes on to RSS 1e-30; the quick pass leaves the fit to it.
+    start, data = np.array([3.0, -1.0, 0.0, 1.0]), np.zeros((1, 4))
+    fits = jm.fit_batch(powell_singular, start, data)
+    assert full_solves and full_solves[0].tolist() == [True]  # then its second fit's
+    with monkeypatch.context() as patch:
+        patch.setattr(_reduced, "quick_applies", lambda spec: False)
+        full = jm.fit_batch(powell_singular, start, data)
+    np.testing.assert_array_equal(fits.params, full.params)
+    assert fits.status[0] == full.status[0] and -2 * fits.loglik[0] < 1e-25
