@@ -70,13 +70,36 @@ def _advance(s: _State, active, f, g, h, *, gtol: float, max_iter: int) -> _Stat
     z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
     damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
     cut = jnp.where(accept & (s.count > 0), (s.f - f) / jnp.maximum(jnp.abs(s.f), tiny), 0.0)
-    curvature, basis = unordered_eigh(h)
-    curvature = jnp.abs(curvature)
-    curvature = curvature + damping * jnp.max(curvature) + tiny
-    new = _State(z, f, g, h, z - basis @ ((basis.T @ g) / curvature), damping, s.count + 1,
-                 cut)
+    new = _State(z, f, g, h, s.trial, damping, s.count + 1, cut)  # the trial: ``_trials``
     going = _going(s, active, gtol=gtol, max_iter=max_iter)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(going, a, b), new, s)
+
+
+def _saddle_free_trial(s: _State) -> jax.Array:
+    """One lane's next point: ``z - V (|L| + mu max|L|)^-1 V' g`` (module notes)."""
+    curvature, basis = unordered_eigh(s.h)
+    curvature = jnp.abs(curvature)
+    curvature = curvature + s.damping * jnp.max(curvature) + jnp.finfo(s.z.dtype).tiny
+    return s.z - basis @ ((basis.T @ s.g) / curvature)
+
+
+def _trials(s: _State, stepping: jax.Array) -> jax.Array:
+    """``(B, k)``: the next point of every lane that stepped (``stepping``), its old trial
+    elsewhere. Where every stepping lane has a positive definite Hessian and no damping,
+    the saddle-free step is Newton's, ``-H^-1 g``, and a Cholesky solve gives it: an
+    eigendecomposition of every lane's Hessian at every iteration was the largest cost
+    after the derivative pass itself in a batch of logistic regressions (k = 5). A
+    2 x 2 Hessian has its closed-form rotation (``unordered_eigh``) instead."""
+    saddle_free = lambda: jax.vmap(_saddle_free_trial)(s)
+    if s.z.shape[-1] == 2:
+        trials = saddle_free()
+    else:
+        factor = jnp.linalg.cholesky(s.h)  # NaN where not positive definite
+        plain = jnp.all(~stepping | ((s.damping == 0)
+                                     & jnp.all(jnp.isfinite(factor), axis=(-2, -1))))
+        solve = jax.vmap(lambda factor, g: jax.scipy.linalg.cho_solve((factor, True), g))
+        trials = jax.lax.cond(plain, lambda: s.z - solve(factor, s.g), saddle_free)
+    return jnp.where(stepping[:, None], trials, s.trial)
 
 
 def _finite(f, g, h) -> jax.Array:
@@ -115,8 +138,12 @@ def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_ite
     options = dict(gtol=gtol, max_iter=max_iter)
     advance = jax.vmap(functools.partial(_advance, **options))
     going = jax.vmap(functools.partial(_going, **options))
-    return _loop.repeat(lambda s: advance(s, active, *value_grad_hessian(s.trial)), state,
-                        lambda s: jnp.any(going(s, active)))
+
+    def iteration(s):
+        new = advance(s, active, *value_grad_hessian(s.trial))
+        return new._replace(trial=_trials(new, going(s, active)))
+
+    return _loop.repeat(iteration, state, lambda s: jnp.any(going(s, active)))
 
 
 def minima(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float,
