@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jaxmle as jm
@@ -47,6 +48,43 @@ def _run(solver, max_iter):
                                              (True, jm.Status.CONVERGED)])
 def test_a_patient_solver_that_gains_nothing_stops_after_the_patience_window(settled, status):
     assert _run(_IdleSolver(True, settled), 10 * _loop.PATIENCE) == (status, _loop.PATIENCE)
+
+
+class _CreepingSolver(_IdleSolver):
+    """A patient solver whose loss (from 1,000) falls by ``gain`` per step, beyond rounding."""
+
+    def __init__(self, gain):
+        super().__init__(True, False)
+        self.gain = gain
+
+    def init(self, objective, z):
+        return _Idle(z, jnp.asarray(1_000.0), jnp.ones_like(z), jnp.asarray(False))
+
+    def step(self, objective, state):
+        return state._replace(f=state.f - self.gain), jnp.asarray(False), jnp.asarray(False)
+
+
+def test_a_fit_whose_gains_are_nil_over_a_window_stops_at_its_end():
+    # 1e-9 per step: 5e-7 per window, below NIL_GAIN and NIL_FRACTION x 1,000 = 1e-2.
+    assert _run(_CreepingSolver(1e-9), 4 * _loop.WINDOW) == (jm.Status.STALLED, _loop.WINDOW)
+    # 1e-4 per step: 5e-2 per window is statistically something (above NIL_GAIN).
+    assert _run(_CreepingSolver(1e-4), 4 * _loop.WINDOW) == (jm.Status.MAX_ITER,
+                                                            4 * _loop.WINDOW)
+
+
+def test_a_mixture_component_shrunk_onto_one_observation_stops_instead_of_crawling():
+    # A fit of benchmarks/inference.py's multistart at its batch cap: the second component
+    # (weight 1/500, sigma 1e-13 on one observation) gains ~1e-9 of the loss per 1,000
+    # Newton iterations, beyond rounding, and ran to the cap of 10,000 (MAX_ITER).
+    rng = np.random.default_rng(1)
+    first = rng.uniform(size=(1_000, 500)) < 0.3
+    x = np.where(first, rng.normal(-2.0, 0.5, first.shape), rng.normal(1.5, 1.5, first.shape))
+    start = {"mu": ["0x1.feed03a1f759cp-2", "0x1.ff579ef5c2e18p-2"],
+             "sigma": ["0x1.1001bef321ee1p+1", "0x1.764e312df6f5fp-44"],
+             "weights": ["0x1.fef9db193cacdp-1", "0x1.0624e6c3533c2p-9"]}
+    start = {name: np.array([float.fromhex(v) for v in values]) for name, values in start.items()}
+    fit = jm.fit(jm.models.gaussian_mixture(2), start, x[425])
+    assert fit.status == jm.Status.STALLED and int(fit.n_iter) == _loop.WINDOW
 
 
 def test_a_solver_without_patience_runs_to_its_cap():
