@@ -19,8 +19,8 @@ class Status(enum.IntEnum):
         NONFINITE: the objective or its gradient became non-finite and the method could not
             step around it (the estimate is the last finite iterate).
         STALLED: no step could improve the objective any more (line search or trust-region
-            failure, or no decrease beyond rounding for 50 iterations, ``_loop.PATIENCE``) although
-            the stopping test had not passed.
+            failure, no decrease beyond rounding for 50 iterations, ``_loop.PATIENCE``, or a
+            nil gain over 500, ``_loop.WINDOW``) although the stopping test had not passed.
         SINGULAR_HESSIAN: the stopping test passed, but the observed information at the
             estimate is singular or not positive definite (a saddle point, or parameters not
             identified); standard errors are NaN.

@@ -43,8 +43,9 @@ class Solver(Protocol):
 
     Attributes:
         name: the label of ``Fit.method``.
-        patient: the driver's budget by progress applies (``_loop.PATIENCE``): a fit whose
-            loss stopped falling beyond rounding stops instead of running to ``max_iter``.
+        patient: the driver's budget by progress applies (``_loop.PATIENCE``,
+            ``_loop.WINDOW``): a fit whose loss stopped falling beyond rounding, or gains
+            nothing over a window, stops instead of running to ``max_iter``.
             For solvers that make steady progress per iteration (Newton); a gradient method
             may creep below rounding for long stretches and still arrive.
         mean_loss: the solver works on the loss averaged over observations, so its step
