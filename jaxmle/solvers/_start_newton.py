@@ -10,7 +10,8 @@ is a loop of one derivative evaluation per iteration:
 
 * the step is saddle-free Newton with Levenberg damping, ``p = -V (|L| + mu max|L|)^-1 V' g``
   on the eigendecomposition ``H = V L V'`` (Dauphin et al., 2014): a descent direction
-  whatever the curvature of a far start;
+  whatever the curvature of a far start; where every lane's Hessian is positive definite
+  and undamped that is Newton's step, solved by Cholesky (``_trials``);
 * a trial is accepted when the loss falls, or stays within its rounding (``64 eps |f|``)
   while the gradient shrinks, or rises by at most ``FLAT`` of itself while the gradient
   falls to a quarter, so the iterate keeps approaching an optimum whose loss no longer

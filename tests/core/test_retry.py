@@ -142,12 +142,17 @@ def test_the_bfgs_stage_has_bfgs_s_default_cap():
 
 
 def test_a_single_fit_at_a_supremum_at_infinity_stays_a_boundary(monkeypatch):
-    # A negative binomial fitted to Poisson counts (no overdispersion): the likelihood
-    # rises towards the Poisson's as size -> infinity and Newton stops BOUNDARY near it.
-    # The second fit runs on to a size of 1e13, where the likelihood is flat to rounding
-    # and the certification passes: without the margin it would replace the BOUNDARY.
-    counts = np.random.default_rng(6).poisson(4.0, size=(24, 100)).astype(float)[2]
-    fit = jm.fit(jm.models.negative_binomial, None, counts)
-    assert fit.status == jm.Status.BOUNDARY and fit.params["size"] > 1e6
+    # Negative binomials fitted to Poisson counts (no overdispersion): the likelihood rises
+    # towards the Poisson's as size -> infinity and Newton stops BOUNDARY near it. A second
+    # fit may run on to a size of 1e13, where the likelihood is flat to rounding and the
+    # certification passes: without the margin it would replace the BOUNDARY. Which of the
+    # 24 datasets it does so for moves with the last bits of the arithmetic.
+    counts = np.random.default_rng(6).poisson(4.0, size=(24, 100)).astype(float)
+
+    def flat_convergences():
+        fits = [jm.fit(jm.models.negative_binomial, None, row) for row in counts]
+        return sum(f.status == CONVERGED and f.params["size"] > 1e12 for f in fits)
+
+    assert flat_convergences() == 0
     monkeypatch.setattr(_retry, "GAIN", 0.0)
-    assert jm.fit(jm.models.negative_binomial, None, counts).status == CONVERGED
+    assert flat_convergences() >= 1
