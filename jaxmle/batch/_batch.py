@@ -243,7 +243,8 @@ def _quick_device(spec, lay: Layout, starts, data, weights, mask, valid):
     chunk``), a chunk at a time: each dataset's start, the small Newton of
     ``solvers/_start_newton`` from it (at most ``QUICK_MAX_ITER`` iterations, and the fit's
     own cap), and the certification of its end from the last derivatives; ``undecided``:
-    the fit is not final (``_solve.certify_at_one``)."""
+    the fit is not final (``_solve.certify_at_one``), or its last step still removed more
+    than ``_newton.FALLING_CUT`` of its loss."""
     initial = jax.vmap(functools.partial(_solve.initial_one, spec))
     derivatives = jax.vmap(functools.partial(_solve.derivatives_one, spec))
     certify_at = jax.vmap(functools.partial(_solve.certify_at_one, spec))

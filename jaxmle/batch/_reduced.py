@@ -20,15 +20,14 @@ where the trust-region Newton does not stop either; Powell's singular function p
 gradient test at RSS 2e-15, 1e-4 from its minimiser, which Newton reaches); the others
 alone are then fitted by the full solve from their starts, so their results are exactly
 the full solve's (a separated logistic regression's BOUNDARY, a hard problem's Newton
-path). The
-starts of ``jm.multistart`` and ``jm.refit`` go straight to the full solve: which optimum a
-start reaches is their point, and there it is the single fit's.
+path). The starts of ``jm.multistart`` and ``jm.refit`` go straight to the full solve:
+which optimum a start reaches is their point, and there it is the single fit's.
 
 These programs compile in less time than the full solve's iteration loop and straggler
 compaction (measurements in ``docs/design.md``), so a first call is shorter, and they run
-no slower; on the first call for a shape the
-certification compiles on a thread while the reduced start compiles. A dataset's result
-does not depend on what the process fitted before.
+no slower; on the first call for a shape the certification compiles on a thread while the
+reduced start compiles. A dataset's result does not depend on what the process fitted
+before.
 """
 
 from __future__ import annotations

@@ -56,10 +56,11 @@ class _State(NamedTuple):
                         # and once a step from z has failed)
 
 
-def _advance(s: _State, active, f, g, h, *, gtol: float, max_iter: int) -> _State:
+def _advance(s: _State, going, f, g, h) -> _State:
     """One lane's iteration, given the loss, gradient and Hessian at its trial point; a
-    no-op on a lane that has stopped (``_going``). The first evaluation, at the start, is
-    kept whatever it is: the start's verdict is then the one its derivatives give."""
+    no-op where ``going`` is False (the lane has stopped, ``_going``). The first
+    evaluation, at the start, is kept whatever it is: the start's verdict is then the one
+    its derivatives give. The next trial is set by ``_trials``."""
     dtype = s.z.dtype
     tiny = jnp.finfo(dtype).tiny
     noise = 64 * jnp.finfo(dtype).eps * jnp.abs(s.f)
@@ -71,8 +72,7 @@ def _advance(s: _State, active, f, g, h, *, gtol: float, max_iter: int) -> _Stat
     z, f, g, h = keep(s.trial, s.z), keep(f, s.f), keep(g, s.g), keep(h, s.h)
     damping = jnp.where(accept, s.damping / 4, jnp.maximum(4 * s.damping, 1e-3))
     cut = jnp.where(accept & (s.count > 0), (s.f - f) / jnp.maximum(jnp.abs(s.f), tiny), 0.0)
-    new = _State(z, f, g, h, s.trial, damping, s.count + 1, cut)  # the trial: ``_trials``
-    going = _going(s, active, gtol=gtol, max_iter=max_iter)
+    new = _State(z, f, g, h, s.trial, damping, s.count + 1, cut)
     return jax.tree_util.tree_map(lambda a, b: jnp.where(going, a, b), new, s)
 
 
@@ -137,12 +137,12 @@ def descend(value_grad_hessian: Callable, z0: jax.Array, *, gtol: float, max_ite
                    jnp.zeros((lanes,), dtype))
     active = jnp.ones((lanes,), bool) if active is None else active
     options = dict(gtol=gtol, max_iter=max_iter)
-    advance = jax.vmap(functools.partial(_advance, **options))
     going = jax.vmap(functools.partial(_going, **options))
 
     def iteration(s):
-        new = advance(s, active, *value_grad_hessian(s.trial))
-        return new._replace(trial=_trials(new, going(s, active)))
+        stepping = going(s, active)
+        new = jax.vmap(_advance)(s, stepping, *value_grad_hessian(s.trial))
+        return new._replace(trial=_trials(new, stepping))
 
     return _loop.repeat(iteration, state, lambda s: jnp.any(going(s, active)))
 
