@@ -96,14 +96,25 @@ def start(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int,
     before the solve), so such a dataset never holds up the others in its batch.
     """
     state0 = solver.init(objective, z0)
-    ok0 = _finite(state0)
-    converged0 = ok0 & (relative_gradient(state0.z, state0.f, state0.g) <= gtol) & ~_unfinished(state0)
-    status0 = jnp.where(blocked != RUNNING, blocked,
-              jnp.where(~ok0, int(Status.NONFINITE_START),
-                        jnp.where(converged0, int(Status.CONVERGED),
-                                  jnp.where(max_iter <= 0, int(Status.MAX_ITER), RUNNING))))
+    status0 = start_status(state0, _unfinished(state0), max_iter=max_iter, gtol=gtol,
+                           blocked=blocked)
     zero = jnp.zeros((), jnp.int32)
-    return LoopState(state0, zero, status0.astype(jnp.int32), state0.f, zero, state0.f)
+    return LoopState(state0, zero, status0, state0.f, zero, state0.f)
+
+
+def start_status(point, unfinished: jax.Array, *, max_iter: int, gtol: float,
+                 blocked: jax.Array | int = RUNNING) -> jax.Array:
+    """The status of a fit at its first point (``point`` has fields ``z``, ``f``, ``g``;
+    ``unfinished`` is a bool array): ``blocked`` unless RUNNING, NONFINITE_START,
+    CONVERGED where the relative gradient passes ``gtol`` and the point is not
+    ``unfinished``, MAX_ITER under a cap of 0, else RUNNING (int32)."""
+    ok = _finite(point)
+    converged = ok & (relative_gradient(point.z, point.f, point.g) <= gtol) & ~unfinished
+    status = jnp.where(blocked != RUNNING, blocked,
+             jnp.where(~ok, int(Status.NONFINITE_START),
+                       jnp.where(converged, int(Status.CONVERGED),
+                                 jnp.where(max_iter <= 0, int(Status.MAX_ITER), RUNNING))))
+    return status.astype(jnp.int32)
 
 
 def advance(solver: Solver, objective: Objective, loop: LoopState, *, max_iter: int,

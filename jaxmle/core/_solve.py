@@ -116,16 +116,22 @@ def _initial_z(spec: FitSpec, problem: _Problem, init) -> jax.Array:
 
 
 def _finish(spec: FitSpec, problem: _Problem, loop: _loop.LoopState) -> Fit:
-    space = spec.space
-    z = loop.solver_state.z
     derivatives = spec.solver.derivatives(objective(problem.lik), loop.solver_state)
-    assessed = _information.assess(derivatives, problem.lik, space, z, loop.status,
+    return _fit_at(spec, problem, loop.solver_state.z, derivatives, loop.status, loop.n_iter)
+
+
+def _fit_at(spec: FitSpec, problem: _Problem, z: jax.Array, derivatives, loop_status,
+            n_iter) -> Fit:
+    """The ``Fit`` at ``z``, certified from the loss, gradient and Hessian there
+    (``derivatives``), where the loop stopped with ``loop_status``."""
+    space = spec.space
+    assessed = _information.assess(derivatives, problem.lik, space, z, loop_status,
                                    cov_kind=spec.cov_kind, xtol=spec.xtol)
     return Fit(
         params=space.to_constrained(z),
         se=space.unflatten(jnp.sqrt(jnp.diag(assessed.cov))),
         cov=assessed.cov, loglik=assessed.loglik, status=assessed.status,
-        n_iter=loop.n_iter, grad_norm=assessed.grad_norm, n_obs=problem.n_obs,
+        n_iter=n_iter, grad_norm=assessed.grad_norm, n_obs=problem.n_obs,
         n_params=space.n_free, names=space.names, method=spec.solver.name,
         cov_kind=spec.cov_kind, model=spec.fitted)
 
@@ -193,6 +199,14 @@ def derivatives_one(spec: FitSpec, z: jax.Array, data, weights, mask):
     return _problem(spec, data, weights, mask, True).loss.value_grad_hessian(z)
 
 
+class _Point(NamedTuple):
+    """A point and the loss and gradient there: what a start's stopping test reads."""
+
+    z: jax.Array
+    f: jax.Array
+    g: jax.Array
+
+
 def certify_at_one(spec: FitSpec, z: jax.Array, derivatives, n_iter: jax.Array, data,
                    weights, mask, valid=True) -> tuple[Fit, jax.Array]:
     """``(fit, decided)``: one dataset certified at ``z`` from its loss, gradient and
@@ -200,9 +214,13 @@ def certify_at_one(spec: FitSpec, z: jax.Array, derivatives, n_iter: jax.Array, 
     ``n_iter`` iterations (traceable; the solver evaluates once per start, ``_loop``).
     ``decided``: the fit is CONVERGED, or its data block any fit."""
     problem = _problem(spec, data, weights, mask, valid)
-    loop = _loop.start(spec.solver, _loop.given(derivatives), z, max_iter=spec.max_iter,
-                       gtol=spec.gtol, blocked=problem.blocked)
-    fit = _finish(spec, problem, loop._replace(n_iter=n_iter))
+    f, g, _ = derivatives
+    # No solver state is built here: what a solver's start would add to the stopping test
+    # (Newton's negative curvature) is no CONVERGED fit either way, as the certification
+    # finds such a Hessian not positive definite.
+    status = _loop.start_status(_Point(z, f, g), jnp.zeros((), bool), max_iter=spec.max_iter,
+                                gtol=spec.gtol, blocked=problem.blocked)
+    fit = _fit_at(spec, problem, z, derivatives, status, n_iter)
     return fit, (fit.status == int(Status.CONVERGED)) | (problem.blocked != RUNNING)
 
 
