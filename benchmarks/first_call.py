@@ -256,7 +256,8 @@ def report(results: dict, cli_times: dict | None, runs: int) -> str:
              "alternating runs. Seconds; *peer* is optimistix (the script's docstring says "
              "which solver); *x* is the peer's time over jaxmle's (above 1: jaxmle is "
              "faster); *process* is the whole one-shot script; *bare* is the floor: a plain "
-             "Newton program with no checks, compiled with jaxmle's XLA options (``BARE``).")
+             "Newton program with no checks of the data or of the end point, compiled with "
+             "jaxmle's XLA options (`BARE` in the script).")
     lines = ["## Time to first result: `python benchmarks/first_call.py --write-results`", "",
              textwrap.fill(intro, 92), "",
              "| workload | jaxmle first | peer first | x | bare first | jaxmle steady "
