@@ -79,8 +79,10 @@ run = lambda: fit(model[0], model[1], data, constraints=model[2])
 converged = lambda result: float(result.converged.mean())
 """
 
-OPTIMISTIX = r"""
-import jax, jax.numpy as jnp, optimistix as optx
+# The peer's and the floor's model, in the coordinates jaxmle fits: log of the positive
+# parameters.
+DENSITY = r"""
+import jax, jax.numpy as jnp
 from jax.scipy import stats
 jax.config.update("jax_enable_x64", True)
 
@@ -93,10 +95,13 @@ def density(theta, x):
     eta = X @ theta
     return y * eta - jnp.logaddexp(0.0, eta)
 
-# Fitted in the coordinates jaxmle uses: log of the positive parameters.
 normal_theta = lambda z: jnp.stack([z[0], jnp.exp(z[1])])
 to_theta = {"single": normal_theta, "normal": normal_theta, "gamma": jnp.exp,
             "logistic": lambda z: z}[workload]
+"""
+
+OPTIMISTIX = DENSITY + r"""
+import optimistix as optx
 z0 = {"single": [0.0, 0.0], "normal": [0.0, 0.0], "gamma": [0.0, 0.0], "logistic": [0.0] * 5}
 z0 = jnp.asarray(z0[workload])
 
@@ -123,24 +128,8 @@ converged = lambda result: float(result[2].mean())
 # (the moment estimates; zeros for the logistic model), a relative-gradient stop and
 # standard errors from ``jax.hessian``; no damping, no checks of the data or of the end
 # point, no status per dataset, datasets under one ``vmap``.
-BARE = r"""
-import jax, jax.numpy as jnp
-from jax.scipy import stats
+BARE = DENSITY + r"""
 from jaxmle.core import _xla
-jax.config.update("jax_enable_x64", True)
-
-def density(theta, x):
-    if workload in ("single", "normal"):
-        return stats.norm.logpdf(x, theta[0], theta[1])
-    if workload == "gamma":
-        return stats.gamma.logpdf(x, theta[0], scale=1 / theta[1])
-    X, y = x
-    eta = X @ theta
-    return y * eta - jnp.logaddexp(0.0, eta)
-
-normal_theta = lambda z: jnp.stack([z[0], jnp.exp(z[1])])
-to_theta = {"single": normal_theta, "normal": normal_theta, "gamma": jnp.exp,
-            "logistic": lambda z: z}[workload]
 
 def initial(x):
     if workload in ("single", "normal"):

@@ -33,7 +33,9 @@ DEFAULT_MAX_ITER = {"newton": 10_000, "bfgs": 500, "lbfgs": 500}
 # some crawls never arrive: of 8,000 two-component mixture fits from perturbed starts
 # (benchmarks/inference.py), a few crawl on after a component collapsed onto one point,
 # with gains above the loop's nil-gain window (``_loop.WINDOW``), and with a cap of 10,000
-# the batch took 96 s against 36 s with 1,000, which batches keep.
+# the batch took 96 s against 36 s with 1,000. A batch's chunks therefore step with 1,000;
+# ``fit_batch`` fits a dataset that reaches it again with the single fit's cap, in lanes of
+# its own (``_retry.full_budget``).
 DEFAULT_MAX_ITER_BATCH = {**DEFAULT_MAX_ITER, "newton": 1_000}
 DEFAULT_MAX_ITER_OPTAX = 10_000
 DEFAULT_GTOL = {"float64": 1e-10, "float32": 1e-5}
@@ -241,10 +243,12 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
             observations drop out; each dataset needs 2 clusters among its active rows).
         chunk_size: datasets vectorised together (default: chosen so that a chunk's data
             and derivative terms stay in cache, at most 256). A dataset that needs
-            many iterations holds up one slot of a chunk, not the batch (``_batch``);
-            Newton's default ``max_iter`` is 1,000 here, against 10,000 in ``fit``.
-            The datasets whose Newton fit fails are fitted again as in ``fit``, together,
-            after the batch, except those that end BOUNDARY (``core/_retry``).
+            many iterations holds up one slot of a chunk, not the batch (``_batch``).
+            With Newton's default cap, the chunks step at most 1,000 iterations, and a
+            dataset that reaches them is fitted again from its start, in lanes of its
+            own, with the cap of ``fit`` (10,000). The datasets whose Newton fit fails are
+            fitted again as in ``fit``, together, after the batch, except those that end
+            BOUNDARY (``core/_retry``).
 
     Returns:
         One ``Fit`` whose array fields have a leading axis ``B``. A dataset that fails
@@ -278,15 +282,26 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
 
 def retried(fits: Fit, spec: FitSpec, lay: _batch.Layout, init_values, data, weights, mask,
             chunk_size: int, *, default_cap: bool) -> Fit:
-    """A fetched batch ``fits`` of the validated host inputs (fitted in layout ``lay``),
-    with the second fit of each dataset that Newton failed where that is better
-    (``_retry``). Its Newton stage runs the batch's full solve in layout ``lay``: the
-    batch's own program, unless the batch took the reduced path (``_reduced``)."""
-    def bfgs_rows(data, weights, mask):
-        # The count of rows rounded up to a power of two: a few layouts serve every retry.
+    """A fetched batch ``fits`` of the validated host inputs (fitted in layout ``lay``), with
+    each dataset that Newton took to the batch's default cap fitted again with a single
+    fit's cap, and then the second fit of each dataset that Newton failed where that is
+    better (``_retry``). The second fit's Newton stage runs the batch's full solve in layout
+    ``lay``: the batch's own program, unless the batch took the reduced path
+    (``_reduced``). The other fits run their rows in a layout of their own, whose size is
+    the count of rows rounded up to a power of two: a few programs serve every call."""
+    def small(rows: int) -> _batch.Layout:
+        return _batch.layout(1 << (rows - 1).bit_length(), chunk_size, jax.local_device_count())
+
+    def refit_rows(data, weights, mask):
         rows = _validation.batch_size_of(data)
-        small = _batch.layout(1 << (rows - 1).bit_length(), chunk_size, jax.local_device_count())
-        return fetch(dispatch(_retry.prelude(spec), small, init_values, data, weights, mask), rows)
+        full = dataclasses.replace(spec, max_iter=DEFAULT_MAX_ITER[spec.solver.name])
+        return fetch(_reduced.dispatch(full, small(rows), *_device_inputs(
+            small(rows), init_values, data, weights, mask), quick=False), rows)
+
+    def bfgs_rows(data, weights, mask):
+        rows = _validation.batch_size_of(data)
+        return fetch(dispatch(_retry.prelude(spec), small(rows), init_values, data, weights,
+                              mask), rows)
 
     def newton_rows(found, data, weights, mask):
         rows = _validation.batch_size_of(data)
@@ -295,8 +310,10 @@ def retried(fits: Fit, spec: FitSpec, lay: _batch.Layout, init_values, data, wei
         fits = _batch.solve(spec, lay, starts, found, data, weights, mask, valid)
         return jax.tree_util.tree_map(lambda leaf: leaf[:rows], jax.device_get(fits))
 
+    fits, refitted = _retry.full_budget(fits, spec, data, weights, mask,
+                                        default_cap=default_cap, refit_rows=refit_rows)
     return _retry.batch(fits, spec, data, weights, mask, default_cap=default_cap,
-                        bfgs_rows=bfgs_rows, newton_rows=newton_rows)
+                        bfgs_rows=bfgs_rows, newton_rows=newton_rows, as_single=refitted)
 
 
 def resolve_gtol(gtol: float | None, precision: str) -> float:

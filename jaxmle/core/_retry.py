@@ -17,6 +17,16 @@ turns six of the eight starts that Newton missed and a peer solved into certifie
 (Beale from 10x and 100x, Bard from 10x with sigma free, Gaussian from 100x, Biggs EXP6
 from 1x, NIST Hahn1 from its first start with sigma free); RESULTS.md has the tables.
 
+Before that, a batch gives a dataset that Newton took to the batch's default cap (1,000
+iterations, as a crawling dataset holds its chunk's lanes) a single fit's budget: it is
+fitted again from its start with the single fit's cap (10,000), in a layout of such rows
+alone (``full_budget``), so its lanes are its own, and its result is the one its single
+fit's path reaches (a crawl along a curved valley: Meyer from 10x and 100x its start,
+1,631 and 8,403 iterations). Only a fit that still fails then goes on to the second fit,
+where such a dataset, whose long path is a single fit's, has BOUNDARY retried as a
+single fit does (Beale from 10x its start: Newton's path runs off along a valley, 1,500
+iterations, and the second fit reaches the minimum).
+
 A call whose fits all converge costs nothing more. Where one fails, the BFGS stage is a
 program of its own, compiled on the first failure for the shapes, also where the retry
 cannot help; a batch's Newton stage reruns the batch's own compiled solve from the BFGS
@@ -116,16 +126,39 @@ def single(fit: Fit, spec: _solve.FitSpec, init, *, default_cap: bool, fit_from)
     return dataclasses.replace(second, n_iter=second.n_iter + bfgs.n_iter)
 
 
+def full_budget(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: bool,
+                refit_rows) -> tuple[Fit, np.ndarray]:
+    """``(fits, refitted)``: ``fits`` (host arrays, leading axis ``B``) with each dataset
+    that Newton took to the batch's default cap fitted again from its start with a single
+    fit's cap (module notes), and ``(B,)`` True on those datasets.
+    ``refit_rows(data, weights, mask)`` so fits rows of the batch's inputs and returns
+    host arrays."""
+    refitted = np.zeros(len(np.asarray(fits.status)), bool)
+    if default_cap and applies(spec):
+        refitted = np.asarray(fits.status) == int(Status.MAX_ITER)
+    if not refitted.any():
+        return fits, refitted
+    take = lambda tree: jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[refitted], tree)
+    again = refit_rows(*take((data, weights, mask)))
+    return replace_rows(fits, np.flatnonzero(refitted), again), refitted
+
+
 def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: bool,
-          bfgs_rows, newton_rows) -> Fit:
+          bfgs_rows, newton_rows, as_single=None) -> Fit:
     """``fits`` (host arrays, leading axis ``B``) with each failed dataset's second fit
     taken where it is better (module notes).
 
     ``bfgs_rows(data, weights, mask)`` fits rows of the batch's inputs by BFGS from their
     starts; ``newton_rows(found, data, weights, mask)`` fits them by Newton from ``found``
-    (``(R, k)`` unconstrained); both return host arrays.
+    (``(R, k)`` unconstrained); both return host arrays. ``as_single``: ``(B,)`` True on
+    datasets fitted with a single fit's budget (``full_budget``), whose BOUNDARY is
+    retried as a single fit's is (None: none).
     """
-    retried = failed(fits.status, default_cap, boundary=False) if applies(spec) else None
+    retried = None
+    if applies(spec):
+        retried = failed(fits.status, default_cap, boundary=False)
+        if as_single is not None:
+            retried |= as_single & failed(fits.status, default_cap, boundary=True)
     if retried is None or not retried.any():
         return fits
     rows = np.flatnonzero(retried)

@@ -156,3 +156,20 @@ def test_a_single_fit_at_a_supremum_at_infinity_stays_a_boundary(monkeypatch):
     assert flat
     assert all(kept[i].status == jm.Status.BOUNDARY and kept[i].params["size"] > 1e6
                for i in flat)
+
+
+def test_a_batch_retries_the_boundary_of_a_dataset_fitted_with_a_single_fit_s_budget(
+        monkeypatch):
+    # Beale from 10x its start: Newton's path runs off along a valley and reaches BOUNDARY
+    # after about 1,500 iterations, past the batch's cap. Fitted again with the single
+    # fit's cap, the dataset is retried as a single fit is, BOUNDARY included, and its second
+    # fit reaches the minimum; a BOUNDARY within the batch's cap (separation, above) is not.
+    case = _beale()
+    density, init, data = _density(case), {"x": 10 * case.x0}, np.zeros((1, case.m))
+    fit = jm.fit_batch(density, init, data)
+    assert fit.status[0] == CONVERGED
+    np.testing.assert_allclose(fit.params["x"][0], case.x_min, rtol=1e-9)
+    batch_rule = _retry.batch  # BOUNDARY retried in no dataset of a batch
+    monkeypatch.setattr(_retry, "batch",
+                        lambda *args, as_single, **kwargs: batch_rule(*args, **kwargs))
+    assert jm.fit_batch(density, init, data).status[0] == jm.Status.BOUNDARY

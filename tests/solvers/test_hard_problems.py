@@ -7,6 +7,7 @@ import pytest
 
 import jaxmle as jm
 from conftest import load_example
+from jaxmle.core import _retry
 
 HARD = load_example("hard_problems", "benchmarks")
 
@@ -128,12 +129,26 @@ def test_a_second_fit_reaches_the_minimum_newton_missed(name, start, variant):
     _solved_by_default_fit(name, start, variant)
 
 
-def test_a_batch_keeps_the_shorter_cap():
-    # A single fit may crawl for 10,000 iterations; in a batch a crawling dataset holds its
-    # chunk's lanes, so fit_batch keeps Newton's cap at 1,000 (Meyer from 10x needs 1,629).
-    case = _case("Meyer", "10x")
-    single = HARD.run_jaxmle(case, "ls", "newton", repeat=False)
-    assert single.label == "CONVERGED" and single.iterations > 1000
-    batch = jm.fit_batch(HARD._log_density(case, "ls"), {"x": case.x0},
-                         np.zeros((1, case.m)))
-    assert batch.status[0] == jm.Status.MAX_ITER and batch.n_iter[0] == 1000
+def test_a_batch_gives_a_dataset_at_its_cap_a_single_fit_s_budget(monkeypatch):
+    # In a batch a crawling dataset holds its chunk's lanes, so the batch's chunks step with
+    # a cap of 1,000; a dataset that reaches it is fitted again from its start with a single
+    # fit's cap, in lanes of its own. Meyer from 10x its start needs ~1,630 iterations, from
+    # 1x ~200 (the start rides in the data, a data-driven init).
+    case = _case("Meyer", "1x")
+    density = HARD._log_density(case, "ls")
+    data = np.stack([np.concatenate([scale * case.x0, np.zeros(case.m)]) for scale in (1, 10)])
+    init = lambda d: {"x": d[:3]}
+    log_density = lambda p, d: density(p, d[3:])
+    fits = jm.fit_batch(log_density, init, data)
+    single = jm.fit(log_density, init, data[1])
+    assert np.all(fits.status == jm.Status.CONVERGED) and fits.n_iter[1] > 1000
+    for row in range(2):
+        outcome = HARD.Outcome(fits.params["x"][row], None, True, "", 0, 0, 0.0)
+        assert HARD.solved(case, outcome, case.f_min)
+    np.testing.assert_allclose(fits.params["x"][1], single.params["x"], rtol=1e-7)
+    monkeypatch.setattr(_retry, "full_budget",
+                        lambda fits, *args, **kwargs: (fits, np.zeros(len(fits), bool)))
+    capped = jm.fit_batch(log_density, init, data)
+    assert capped.status[1] == jm.Status.MAX_ITER and capped.n_iter[1] == 1000
+    np.testing.assert_array_equal(capped.params["x"][0], fits.params["x"][0])
+    assert capped.n_iter[0] == fits.n_iter[0]
