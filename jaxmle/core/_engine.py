@@ -242,7 +242,7 @@ def fit_batch(log_density: Callable, init, data, *, mask=None, method="newton",
         clusters: with ``cov="cluster"``, ``(B, n)`` labels, encoded per dataset (masked
             observations drop out; each dataset needs 2 clusters among its active rows).
         chunk_size: datasets vectorised together (default: chosen so that a chunk's data
-            and derivative terms stay in cache, at most 256). A dataset that needs
+            and derivative terms stay in cache, at most 128). A dataset that needs
             many iterations holds up one slot of a chunk, not the batch (``_batch``).
             With Newton's default cap, the chunks step at most 1,000 iterations, and a
             dataset that reaches them is fitted again from its start, in lanes of its
