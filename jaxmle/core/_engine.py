@@ -293,10 +293,13 @@ def retried(fits: Fit, spec: FitSpec, lay: _batch.Layout, init_values, data, wei
         return _batch.layout(1 << (rows - 1).bit_length(), chunk_size, jax.local_device_count())
 
     def refit_rows(data, weights, mask):
+        # Rows that ran to the cap were left undecided by any quick pass of the batch:
+        # straight to the full solve.
         rows = _validation.batch_size_of(data)
         full = dataclasses.replace(spec, max_iter=DEFAULT_MAX_ITER[spec.solver.name])
-        return fetch(_reduced.dispatch(full, small(rows), *_device_inputs(
-            small(rows), init_values, data, weights, mask), quick=False), rows)
+        own = small(rows)
+        return fetch(_reduced.dispatch(full, own, *_device_inputs(
+            own, init_values, data, weights, mask), quick=False), rows)
 
     def bfgs_rows(data, weights, mask):
         rows = _validation.batch_size_of(data)

@@ -78,7 +78,11 @@ def relative_gradient(z: jax.Array, f: jax.Array, g: jax.Array) -> jax.Array:
 
 
 def _finite(state) -> jax.Array:
-    return jnp.isfinite(state.f) & jnp.all(jnp.isfinite(state.g)) & jnp.all(jnp.isfinite(state.z))
+    return _finite_at(state.z, state.f, state.g)
+
+
+def _finite_at(z, f, g) -> jax.Array:
+    return jnp.isfinite(f) & jnp.all(jnp.isfinite(g)) & jnp.all(jnp.isfinite(z))
 
 
 def _unfinished(state) -> jax.Array:
@@ -96,20 +100,21 @@ def start(solver: Solver, objective: Objective, z0: jax.Array, *, max_iter: int,
     before the solve), so such a dataset never holds up the others in its batch.
     """
     state0 = solver.init(objective, z0)
-    status0 = start_status(state0, _unfinished(state0), max_iter=max_iter, gtol=gtol,
-                           blocked=blocked)
+    status0 = start_status(state0.z, state0.f, state0.g, unfinished=_unfinished(state0),
+                           max_iter=max_iter, gtol=gtol, blocked=blocked)
     zero = jnp.zeros((), jnp.int32)
     return LoopState(state0, zero, status0, state0.f, zero, state0.f)
 
 
-def start_status(point, unfinished: jax.Array, *, max_iter: int, gtol: float,
+def start_status(z: jax.Array, f: jax.Array, g: jax.Array, *, max_iter: int, gtol: float,
+                 unfinished: jax.Array | bool = False,
                  blocked: jax.Array | int = RUNNING) -> jax.Array:
-    """The status of a fit at its first point (``point`` has fields ``z``, ``f``, ``g``;
-    ``unfinished`` is a bool array): ``blocked`` unless RUNNING, NONFINITE_START,
-    CONVERGED where the relative gradient passes ``gtol`` and the point is not
-    ``unfinished``, MAX_ITER under a cap of 0, else RUNNING (int32)."""
-    ok = _finite(point)
-    converged = ok & (relative_gradient(point.z, point.f, point.g) <= gtol) & ~unfinished
+    """The status of a fit at its first point ``z`` (loss ``f``, gradient ``g``):
+    ``blocked`` unless RUNNING, NONFINITE_START, CONVERGED where the relative gradient
+    passes ``gtol`` and the point is not ``unfinished``, MAX_ITER under a cap of 0, else
+    RUNNING (int32)."""
+    ok = _finite_at(z, f, g)
+    converged = ok & (relative_gradient(z, f, g) <= gtol) & ~jnp.asarray(unfinished, bool)
     status = jnp.where(blocked != RUNNING, blocked,
              jnp.where(~ok, int(Status.NONFINITE_START),
                        jnp.where(converged, int(Status.CONVERGED),
@@ -205,10 +210,10 @@ def run_with_aux(solver: Solver, value_grad_hessian_aux: Callable, z0: jax.Array
                              lambda: _evaluation_point(solver, lazy.loop.solver_state),
                              lambda: z0)
         *derivatives, aux = value_grad_hessian_aux(point)
-        answered = given(tuple(derivatives))
+        given = _given(tuple(derivatives))
         loop = jax.lax.cond(lazy.started,
-                            lambda: advance(solver, answered, lazy.loop, **options),
-                            lambda: start(solver, answered, z0, blocked=blocked, **options))
+                            lambda: advance(solver, given, lazy.loop, **options),
+                            lambda: start(solver, given, z0, blocked=blocked, **options))
         # The evaluation's aux belongs to the iterate when the iterate is its point.
         kept = jnp.all(loop.solver_state.z == point)
         aux = jax.tree_util.tree_map(lambda new, old: jnp.where(kept, new, old), aux, lazy.aux)
@@ -216,7 +221,7 @@ def run_with_aux(solver: Solver, value_grad_hessian_aux: Callable, z0: jax.Array
 
     # Zeros shaped like a started loop: the first pass replaces them, so no code of the
     # solver's start runs before the loop.
-    shape = jax.eval_shape(lambda z: start(solver, given(_placeholder_derivatives(z)), z,
+    shape = jax.eval_shape(lambda z: start(solver, _given(_placeholder_derivatives(z)), z,
                                            blocked=blocked, **options), z0)
     placeholder = jax.tree_util.tree_map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype), shape)
     lazy = repeat(one_pass, _Lazy(placeholder, jnp.zeros((), bool), aux0),
@@ -246,7 +251,7 @@ def _placeholder_derivatives(z: jax.Array):
     return zero, jnp.zeros_like(z), jnp.zeros((z.shape[0], z.shape[0]), z.dtype)
 
 
-def given(derivatives) -> Objective:
+def _given(derivatives) -> Objective:
     """An objective that answers every call with ``derivatives`` ``(f, g, h)``: a solver of
     ``one_evaluation`` asks for them once, at the point ``_evaluation_point`` computed."""
     return Objective(lambda z: derivatives[0], lambda z: derivatives[:2], lambda z: derivatives)

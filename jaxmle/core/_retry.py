@@ -71,12 +71,12 @@ def applies(spec: _solve.FitSpec) -> bool:
     return spec.solver.name == "newton"
 
 
-def failed(status, default_cap: bool, boundary: bool) -> np.ndarray:
-    """Where a first fit's ``status`` (host array) calls for the second fit; ``boundary``:
-    BOUNDARY does too."""
-    codes = ([int(code) for code in FAILED] + ([int(Status.MAX_ITER)] if default_cap else [])
-             + ([int(Status.BOUNDARY)] if boundary else []))
-    return np.isin(np.asarray(status), codes)
+def failed(status, default_cap: bool, boundary) -> np.ndarray:
+    """Where a first fit's ``status`` (host array) calls for the second fit; ``boundary``
+    (a bool, or one per dataset): where BOUNDARY does too."""
+    status = np.asarray(status)
+    codes = [int(code) for code in FAILED] + ([int(Status.MAX_ITER)] if default_cap else [])
+    return np.isin(status, codes) | (np.asarray(boundary) & (status == int(Status.BOUNDARY)))
 
 
 def prelude(spec: _solve.FitSpec) -> _solve.FitSpec:
@@ -133,9 +133,7 @@ def full_budget(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default
     fit's cap (module notes), and ``(B,)`` True on those datasets.
     ``refit_rows(data, weights, mask)`` so fits rows of the batch's inputs and returns
     host arrays."""
-    refitted = np.zeros(len(np.asarray(fits.status)), bool)
-    if default_cap and applies(spec):
-        refitted = np.asarray(fits.status) == int(Status.MAX_ITER)
+    refitted = (np.asarray(fits.status) == int(Status.MAX_ITER)) & (default_cap and applies(spec))
     if not refitted.any():
         return fits, refitted
     take = lambda tree: jax.tree_util.tree_map(lambda leaf: np.asarray(leaf)[refitted], tree)
@@ -144,7 +142,7 @@ def full_budget(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default
 
 
 def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: bool,
-          bfgs_rows, newton_rows, as_single=None) -> Fit:
+          bfgs_rows, newton_rows, as_single=False) -> Fit:
     """``fits`` (host arrays, leading axis ``B``) with each failed dataset's second fit
     taken where it is better (module notes).
 
@@ -152,13 +150,9 @@ def batch(fits: Fit, spec: _solve.FitSpec, data, weights, mask, *, default_cap: 
     starts; ``newton_rows(found, data, weights, mask)`` fits them by Newton from ``found``
     (``(R, k)`` unconstrained); both return host arrays. ``as_single``: ``(B,)`` True on
     datasets fitted with a single fit's budget (``full_budget``), whose BOUNDARY is
-    retried as a single fit's is (None: none).
+    retried as a single fit's is (False: none).
     """
-    retried = None
-    if applies(spec):
-        retried = failed(fits.status, default_cap, boundary=False)
-        if as_single is not None:
-            retried |= as_single & failed(fits.status, default_cap, boundary=True)
+    retried = failed(fits.status, default_cap, boundary=as_single) if applies(spec) else None
     if retried is None or not retried.any():
         return fits
     rows = np.flatnonzero(retried)

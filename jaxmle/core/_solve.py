@@ -199,14 +199,6 @@ def derivatives_one(spec: FitSpec, z: jax.Array, data, weights, mask):
     return _problem(spec, data, weights, mask, True).loss.value_grad_hessian(z)
 
 
-class _Point(NamedTuple):
-    """A point and the loss and gradient there: what a start's stopping test reads."""
-
-    z: jax.Array
-    f: jax.Array
-    g: jax.Array
-
-
 def certify_at_one(spec: FitSpec, z: jax.Array, derivatives, n_iter: jax.Array, data,
                    weights, mask, valid=True) -> tuple[Fit, jax.Array]:
     """``(fit, decided)``: one dataset certified at ``z`` from its loss, gradient and
@@ -218,8 +210,8 @@ def certify_at_one(spec: FitSpec, z: jax.Array, derivatives, n_iter: jax.Array, 
     # No solver state is built here: what a solver's start would add to the stopping test
     # (Newton's negative curvature) is no CONVERGED fit either way, as the certification
     # finds such a Hessian not positive definite.
-    status = _loop.start_status(_Point(z, f, g), jnp.zeros((), bool), max_iter=spec.max_iter,
-                                gtol=spec.gtol, blocked=problem.blocked)
+    status = _loop.start_status(z, f, g, max_iter=spec.max_iter, gtol=spec.gtol,
+                                blocked=problem.blocked)
     fit = _fit_at(spec, problem, z, derivatives, status, n_iter)
     return fit, (fit.status == int(Status.CONVERGED)) | (problem.blocked != RUNNING)
 
